@@ -1,0 +1,44 @@
+"""FLaRe core: the definitions that training and the robot share (no rclpy, no torch)."""
+
+from flare_core.actions import (
+    ACTION_NAMES,
+    ACTIONS,
+    NO_PREVIOUS_ACTION,
+    NUM_ACTIONS,
+    Action,
+    Joint,
+    UnknownActionError,
+    action_by_index,
+    action_by_name,
+)
+from flare_core.embodiments import EMBODIMENTS, Embodiment, MaskedActionError, Motion, get_embodiment
+from flare_core.masking import InvalidLogitsError, mask_logits, masked_probabilities, select_action
+from flare_core.model_card import ModelCard, ModelCardError, load_model_card
+from flare_core.preprocessing import FrameError, PreprocessConfig, preprocess
+
+__all__ = [
+    "ACTIONS",
+    "ACTION_NAMES",
+    "EMBODIMENTS",
+    "NO_PREVIOUS_ACTION",
+    "NUM_ACTIONS",
+    "Action",
+    "Embodiment",
+    "FrameError",
+    "InvalidLogitsError",
+    "Joint",
+    "MaskedActionError",
+    "ModelCard",
+    "ModelCardError",
+    "Motion",
+    "PreprocessConfig",
+    "UnknownActionError",
+    "action_by_index",
+    "action_by_name",
+    "get_embodiment",
+    "load_model_card",
+    "mask_logits",
+    "masked_probabilities",
+    "preprocess",
+    "select_action",
+]

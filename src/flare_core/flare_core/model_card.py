@@ -1,0 +1,235 @@
+"""The model card (`model.json` beside `policy.onnx`): what a loader must know and check about a policy.
+
+Every loader validates the card with `ModelCard.from_dict`/`load_model_card`, which refuses a bad card with
+one error listing every problem by its path (`cache.heads: must be a positive integer, got -1`), so an
+operator can fix the card (or re-export) without guessing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flare_core.actions import ACTION_NAMES
+from flare_core.embodiments import EMBODIMENTS
+from flare_core.preprocessing import PreprocessConfig
+
+SCHEMA_VERSION = 1
+CARD_FILENAME = "model.json"
+
+
+class ModelCardError(ValueError):
+    """A model card that is missing, unreadable or inconsistent; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    name: str
+    preprocessing: PreprocessConfig
+
+
+@dataclass(frozen=True)
+class GoalTokenizerSpec:
+    """Word-level goal tokenizer: lower-cased words split on spaces and commas, index 0 pad, 1 unknown."""
+
+    type: str
+    vocab: tuple[str, ...]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Transformer KV-cache layout: per layer a key and a value of batch x heads x past_len x head_dim."""
+
+    layers: int
+    heads: int
+    head_dim: int
+    max_context: int
+
+
+@dataclass(frozen=True)
+class Provenance:
+    env: str
+    tasks: tuple[str, ...]
+    env_steps: int
+    success: dict[str, float] = field(default_factory=dict)
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    action_names: tuple[str, ...]
+    embodiments: tuple[str, ...]
+    cameras: tuple[CameraSpec, ...]
+    goal_tokenizer: GoalTokenizerSpec
+    cache: CacheSpec
+    opset: int
+    provenance: Provenance
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cameras"] = [{"name": c.name, "preprocessing": c.preprocessing.to_dict()} for c in self.cameras]
+        return _lists(d)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CARD_FILENAME
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "model card") -> ModelCard:
+        return _Validator(source).card(data)
+
+
+def load_model_card(path: str | Path) -> ModelCard:
+    """Read and validate `model.json` (or the card inside a model directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_FILENAME
+    if not path.is_file():
+        raise ModelCardError(f"{path}: model card not found; every model directory needs a {CARD_FILENAME} beside policy.onnx")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelCardError(f"{path}: not valid JSON ({err}); re-export the model to regenerate its card") from None
+    return ModelCard.from_dict(data, source=str(path))
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+class _Validator:
+    """Walks a card dict, collecting every problem before raising once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def bad(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def section(self, data: dict, key: str) -> dict:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            self.bad(key, "missing" if value is None else f"must be an object, got {type(value).__name__}")
+            return {}
+        return value
+
+    def positive_int(self, data: dict, key: str, path: str) -> int:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.bad(path, "missing" if value is None else f"must be a positive integer, got {value!r}")
+            return 0
+        return value
+
+    def string(self, data: dict, key: str, path: str) -> str:
+        value = data.get(key)
+        if not isinstance(value, str) or not value:
+            self.bad(path, "missing" if value is None else f"must be a non-empty string, got {value!r}")
+            return ""
+        return value
+
+    def string_list(self, data: dict, key: str, path: str) -> tuple[str, ...]:
+        value = data.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.bad(path, "missing" if value is None else "must be a list of strings")
+            return ()
+        return tuple(value)
+
+    def card(self, data: object) -> ModelCard:
+        if not isinstance(data, dict):
+            raise ModelCardError(f"{self.source}: must be a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            self.bad("schema_version", f"this loader reads version {SCHEMA_VERSION}, the card says {version!r}")
+        unknown = set(data) - {f for f in ModelCard.__dataclass_fields__}
+        if unknown:
+            self.bad("(top level)", f"unknown keys {sorted(unknown)}")
+        name = self.string(data, "name", "name")
+
+        actions = self.string_list(data, "action_names", "action_names")
+        if actions and actions != ACTION_NAMES:
+            self.bad(
+                "action_names",
+                f"the card has {len(actions)} actions {list(actions)}, this stack uses the {len(ACTION_NAMES)}-action "
+                f"vocabulary {list(ACTION_NAMES)}; the policy's outputs would mean different motions",
+            )
+        embodiments = self.string_list(data, "embodiments", "embodiments")
+        for e in embodiments:
+            if e not in EMBODIMENTS:
+                self.bad("embodiments", f"unknown embodiment {e!r}; known: {', '.join(EMBODIMENTS)}")
+        if not embodiments and "embodiments" in data:
+            self.bad("embodiments", "must name at least one embodiment")
+
+        cameras = self.cameras(data.get("cameras"))
+        tokenizer = self.tokenizer(self.section(data, "goal_tokenizer"))
+        c = self.section(data, "cache")
+        cache = CacheSpec(*(self.positive_int(c, k, f"cache.{k}") for k in ("layers", "heads", "head_dim", "max_context")))
+        opset = self.positive_int(data, "opset", "opset")
+        provenance = self.provenance(self.section(data, "provenance"))
+
+        if self.problems:
+            listing = "\n  - ".join(self.problems)
+            raise ModelCardError(f"{self.source}: invalid model card ({len(self.problems)} problem(s)):\n  - {listing}")
+        return ModelCard(name, actions, embodiments, cameras, tokenizer, cache, opset, provenance, version)
+
+    def cameras(self, value: object) -> tuple[CameraSpec, ...]:
+        if not isinstance(value, list) or not value:
+            self.bad("cameras", "must be a non-empty list of {name, preprocessing}")
+            return ()
+        specs = []
+        for i, cam in enumerate(value):
+            if not isinstance(cam, dict):
+                self.bad(f"cameras[{i}]", "must be an object")
+                continue
+            cam_name = self.string(cam, "name", f"cameras[{i}].name")
+            pre = cam.get("preprocessing")
+            try:
+                if not isinstance(pre, dict):
+                    raise ValueError("missing" if pre is None else "must be an object")
+                specs.append(CameraSpec(cam_name, PreprocessConfig.from_dict(pre)))
+            except (TypeError, ValueError) as err:
+                self.bad(f"cameras[{i}].preprocessing", str(err))
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            self.bad("cameras", f"camera names must be unique, got {names}")
+        return tuple(specs)
+
+    def tokenizer(self, t: dict) -> GoalTokenizerSpec:
+        kind = t.get("type")
+        if kind != "word":
+            self.bad("goal_tokenizer.type", f"only 'word' is supported, got {kind!r}")
+        vocab = self.string_list(t, "vocab", "goal_tokenizer.vocab")
+        if vocab and vocab[:2] != ("<pad>", "<unk>"):
+            self.bad("goal_tokenizer.vocab", "must start with '<pad>', '<unk>'")
+        if len(set(vocab)) != len(vocab):
+            self.bad("goal_tokenizer.vocab", "has duplicate words")
+        return GoalTokenizerSpec(str(kind), vocab, self.positive_int(t, "max_tokens", "goal_tokenizer.max_tokens"))
+
+    def provenance(self, p: dict) -> Provenance:
+        env = self.string(p, "env", "provenance.env")
+        tasks = self.string_list(p, "tasks", "provenance.tasks")
+        steps = p.get("env_steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            self.bad("provenance.env_steps", f"must be a non-negative integer, got {steps!r}")
+            steps = 0
+        success = p.get("success", {})
+        if not isinstance(success, dict) or not all(
+            isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in success.values()
+        ):
+            self.bad("provenance.success", "must map task family -> success rate in [0, 1]")
+            success = {}
+        command = p.get("command", "")
+        if not isinstance(command, str):
+            self.bad("provenance.command", "must be a string")
+            command = ""
+        return Provenance(env, tasks, steps, dict(success), command)

@@ -1,0 +1,94 @@
+"""Observation preprocessing: the one function that turns a camera frame into model input.
+
+Training, export and the robot all call `preprocess` with the `PreprocessConfig` recorded in the model card,
+so a zero-shot policy sees on the robot exactly what it saw in simulation. Order: rotate, crop, resize,
+scale to [0, 1], normalise, HWC -> CHW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import cv2
+import numpy as np
+
+
+class FrameError(ValueError):
+    """A camera frame that cannot be fed to the policy (wrong dtype, shape or channel count)."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How one camera's frames become a float32 C x H x W tensor.
+
+    crop_* are fractions of the (rotated) frame removed from each side, so the same card works whatever
+    the camera's native resolution. rotate_cw is in degrees (Stretch's head camera is mounted 90 deg off).
+    """
+
+    height: int = 56
+    width: int = 56
+    rotate_cw: int = 0
+    crop_top: float = 0.0
+    crop_bottom: float = 0.0
+    crop_left: float = 0.0
+    crop_right: float = 0.0
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.height < 1 or self.width < 1:
+            problems.append(f"height and width must be >= 1, got {self.height}x{self.width}")
+        if self.rotate_cw not in (0, 90, 180, 270):
+            problems.append(f"rotate_cw must be 0, 90, 180 or 270, got {self.rotate_cw}")
+        crops = (self.crop_top, self.crop_bottom, self.crop_left, self.crop_right)
+        if any(not 0.0 <= c < 1.0 for c in crops):
+            problems.append(f"crop fractions must be in [0, 1), got {crops}")
+        if self.crop_top + self.crop_bottom >= 1.0 or self.crop_left + self.crop_right >= 1.0:
+            problems.append("crops remove the whole frame")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            problems.append(f"mean and std need 3 entries each, std > 0; got mean={self.mean} std={self.std}")
+        if problems:
+            raise ValueError("invalid preprocessing: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys {sorted(unknown)}; known: {sorted(known)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+def check_frame(frame: object, camera: str = "camera") -> np.ndarray:
+    """Return the frame as an H x W x 3 uint8 array or raise FrameError saying what is wrong with it."""
+    if not isinstance(frame, np.ndarray):
+        raise FrameError(f"{camera}: expected a numpy image, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise FrameError(f"{camera}: expected uint8 RGB pixels, got dtype {frame.dtype} (convert to rgb8 first)")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise FrameError(f"{camera}: expected an H x W x 3 RGB image, got shape {frame.shape}")
+    if frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise FrameError(f"{camera}: frame of shape {frame.shape} is too small to use")
+    return frame
+
+
+def preprocess(frame: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
+    """Frame (H x W x 3 uint8 RGB) -> normalised float32 3 x height x width."""
+    img = check_frame(frame, camera)
+    if config.rotate_cw:
+        img = np.rot90(img, k=-config.rotate_cw // 90)
+    h, w = img.shape[:2]
+    top, bottom = round(h * config.crop_top), h - round(h * config.crop_bottom)
+    left, right = round(w * config.crop_left), w - round(w * config.crop_right)
+    img = img[top:bottom, left:right]
+    if img.shape[:2] != (config.height, config.width):
+        img = cv2.resize(np.ascontiguousarray(img), (config.width, config.height), interpolation=cv2.INTER_AREA)
+    out = img.astype(np.float32) * np.float32(1.0 / 255.0)
+    out -= np.asarray(config.mean, dtype=np.float32)
+    out /= np.asarray(config.std, dtype=np.float32)
+    return np.ascontiguousarray(out.transpose(2, 0, 1))

@@ -1,0 +1,32 @@
+"""Parallel rollouts: gymnasium's AsyncVectorEnv running one GridhouseEnv per subprocess."""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+
+from flare_sim.config import GridhouseConfig
+from flare_sim.env import GridhouseEnv
+from flare_sim.tasks import TRAIN_FAMILIES
+
+
+def make_vector_env(
+    num_envs: int,
+    config: GridhouseConfig | None = None,
+    families: tuple[str, ...] = TRAIN_FAMILIES,
+    split: str = "train",
+    expert: bool = False,
+    asynchronous: bool = True,
+) -> gym.vector.VectorEnv:
+    """N envs in subprocesses (or in-process with asynchronous=False); seed them with reset(seed=...).
+
+    Shared memory is off on purpose: gymnasium's shared-memory path drops `Text` observations (the goal
+    arrives blank), which would silently blind the policy to its goal.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    make = functools.partial(GridhouseEnv, config, families, split, expert)
+    if not asynchronous:
+        return gym.vector.SyncVectorEnv([make] * num_envs)
+    return gym.vector.AsyncVectorEnv([make] * num_envs, shared_memory=False)
