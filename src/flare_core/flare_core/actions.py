@@ -7,10 +7,10 @@ the bridges all read it; a model card whose action names differ from it is refus
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Joint(str, Enum):
+class Joint(StrEnum):
     """What an action moves (or, for the episode-control actions, what it signals)."""
 
     BASE_TRANSLATE = "base_translate"  # metres, + forward
@@ -89,7 +89,9 @@ def action_by_index(index: object) -> Action:
         )
     i = int(index)  # type: ignore[call-overload]
     if not 0 <= i < NUM_ACTIONS:
-        raise UnknownActionError(f"action index {i} is outside the {NUM_ACTIONS}-action vocabulary (0..{NUM_ACTIONS - 1})")
+        raise UnknownActionError(
+            f"action index {i} is outside the {NUM_ACTIONS}-action vocabulary (0..{NUM_ACTIONS - 1})"
+        )
     return ACTIONS[i]
 
 

@@ -27,8 +27,9 @@ def mask_logits(logits: np.ndarray, valid: np.ndarray) -> np.ndarray:
     valid = np.broadcast_to(valid, logits.shape)
     bad = valid & (np.isnan(logits) | np.isposinf(logits))
     if bad.any():
+        where = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0)).tolist()
         raise InvalidLogitsError(
-            f"policy produced NaN/+inf logits for valid actions {np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(0)).tolist()}; "
+            f"policy produced NaN/+inf logits for valid actions {where}; "
             "refusing to act on them (is the model or its input corrupt?)"
         )
     out = np.where(valid, logits, np.float32(-np.inf)).astype(np.float32)

@@ -91,7 +91,9 @@ def load_model_card(path: str | Path) -> ModelCard:
     if path.is_dir():
         path = path / CARD_FILENAME
     if not path.is_file():
-        raise ModelCardError(f"{path}: model card not found; every model directory needs a {CARD_FILENAME} beside policy.onnx")
+        raise ModelCardError(
+            f"{path}: model card not found; every model directory needs a {CARD_FILENAME} beside policy.onnx"
+        )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -173,7 +175,9 @@ class _Validator:
         cameras = self.cameras(data.get("cameras"))
         tokenizer = self.tokenizer(self.section(data, "goal_tokenizer"))
         c = self.section(data, "cache")
-        cache = CacheSpec(*(self.positive_int(c, k, f"cache.{k}") for k in ("layers", "heads", "head_dim", "max_context")))
+        cache = CacheSpec(
+            *(self.positive_int(c, k, f"cache.{k}") for k in ("layers", "heads", "head_dim", "max_context"))
+        )
         opset = self.positive_int(data, "opset", "opset")
         provenance = self.provenance(self.section(data, "provenance"))
 

@@ -9,7 +9,7 @@ instead of per-cell drawing: fast enough for thousands of steps per second with 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
@@ -47,7 +47,7 @@ class _TileTable:
             self._ready[code] = True
 
 
-@lru_cache(maxsize=None)
+@cache
 def tile_table(tile_px: int) -> _TileTable:
     return _TileTable(tile_px)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from minigrid.envs.babyai.core.verifier import ActionInstr
 from minigrid.core.actions import Actions
+from minigrid.envs.babyai.core.verifier import ActionInstr
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from flare_core.actions import action_by_name

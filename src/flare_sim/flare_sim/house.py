@@ -53,7 +53,9 @@ class HouseLevel(RoomGridLevel):
             self.surface = self.instrs.surface(self)
             self.mission = self.surface
             return
-        raise RuntimeError(f"could not pose a {self.family.name!r} goal in {_MAX_TRIES} tries: house config {self.config}")
+        raise RuntimeError(
+            f"could not pose a {self.family.name!r} goal in {_MAX_TRIES} tries: house config {self.config}"
+        )
 
     def gen_obs(self) -> dict:
         """minigrid's observation, with the view computed by the fast numpy path (same values)."""

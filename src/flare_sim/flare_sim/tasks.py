@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from minigrid.core.constants import DIR_TO_VEC
 from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 from minigrid.envs.babyai.core.verifier import (
@@ -23,7 +24,6 @@ from minigrid.envs.babyai.core.verifier import (
     PutNextInstr,
     dot_product,
 )
-from minigrid.core.constants import DIR_TO_VEC
 
 if TYPE_CHECKING:
     from flare_sim.house import HouseLevel
@@ -85,7 +85,9 @@ def _pose_objectnav_relative(level: HouseLevel, objs: list[WorldObj]) -> Instr:
     offset = (obj.cur_pos[0] - level.agent_pos[0], obj.cur_pos[1] - level.agent_pos[1])
     side = dot_product(offset, right)
     ahead = dot_product(offset, forward)
-    locs = [loc for loc, ok in (("right", side > 0), ("left", side < 0), ("front", ahead > 0), ("behind", ahead < 0)) if ok]
+    locs = [
+        loc for loc, ok in (("right", side > 0), ("left", side < 0), ("front", ahead > 0), ("behind", ahead < 0)) if ok
+    ]
     return GoToInstr(ObjDesc(obj.type, None, level._rand_elem(locs)))
 
 

@@ -1,0 +1,46 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set up .venv on first use.
+# On a robot or workstation with a system ROS 2 Jazzy, source /opt/ros/jazzy/setup.bash first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall when the pins or a package's setup change.
+SETUP_STAMP := $(VENV)/.setup-done
+PACKAGES := src/flare_core src/flare_sim
+
+.PHONY: setup build demo test lint format bench clean
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): requirements.txt $(wildcard src/*/setup.py)
+	@echo ">> creating $(VENV) and installing pinned dependencies (first run: a few minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime" || { echo "!! dependency install failed: see pip output above"; exit 1; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES)) 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import flare_core, flare_sim" || { echo "!! installing the workspace packages failed"; exit 1; }
+	touch $@
+
+# colcon builds the ament_python workspace exactly as on a robot (build/, install/, log/).
+build: $(SETUP_STAMP)
+	$(BIN)/colcon --log-base log build --base-paths src --build-base build --install-base install --event-handlers console_cohesion- summary+
+
+demo: $(SETUP_STAMP)
+	$(BIN)/python -m flare_sim.demo
+
+lint: $(SETUP_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(SETUP_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: build lint
+	$(BIN)/python -m pytest
+
+bench: $(SETUP_STAMP)
+	$(BIN)/python benchmarks/env_throughput.py
+
+clean:
+	rm -rf build install log .pytest_cache .ruff_cache

@@ -1,0 +1,185 @@
+"""Gridhouse: the observation/action contract, refusal of invalid actions, CHORES success semantics, splits."""
+
+import numpy as np
+import pytest
+from minigrid.minigrid_env import MiniGridEnv
+
+from flare_core import NO_PREVIOUS_ACTION, MaskedActionError, UnknownActionError, action_by_name
+from flare_sim import (
+    EVAL_HOUSES,
+    FAMILIES,
+    HELD_OUT_FAMILIES,
+    TRAIN_FAMILIES,
+    TRAIN_HOUSES,
+    GridhouseEnv,
+    make_vector_env,
+)
+
+END, SUB_DONE = action_by_name("end").index, action_by_name("sub_done").index
+
+
+def run_expert(env, stop_before_end=False):
+    """Follow the expert; return the last step's (obs, reward, terminated, truncated, info)."""
+    obs, info = env.reset(seed=3, options={"family": env.families[0], "house": 3})
+    result = (obs, 0.0, False, False, info)
+    while True:
+        action = result[4]["expert_action"]
+        if stop_before_end and action == END:
+            return result
+        result = env.step(action)
+        if result[2] or result[3]:
+            return result
+
+
+def test_observations_follow_the_contract():
+    env = GridhouseEnv()
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert obs["nav_rgb"].shape == (56, 56, 3) and obs["manip_rgb"].shape == (48, 48, 3)
+    assert obs["prev_action"] == NO_PREVIOUS_ACTION and obs["holding"] == 0
+    assert obs["goal"] and info["family"] in TRAIN_FAMILIES
+    obs, *_ = env.step(action_by_name("l").index)
+    assert obs["prev_action"] == action_by_name("l").index
+
+
+@pytest.mark.parametrize("bad", [20, -1, 2.5, "m", None])
+def test_unknown_actions_are_refused(bad):
+    env = GridhouseEnv()
+    env.reset(seed=0)
+    with pytest.raises(UnknownActionError):
+        env.step(bad)
+
+
+@pytest.mark.parametrize("name", ["b", "ls", "rs", "zm", "yp", "wm", "yps"])
+def test_masked_actions_are_refused_not_ignored(name):
+    env = GridhouseEnv()
+    env.reset(seed=0)
+    before = (tuple(env.level.agent_pos), env.level.agent_dir, env.steps)
+    with pytest.raises(MaskedActionError, match=f"'{name}'.*masked for embodiment 'gridhouse'"):
+        env.step(action_by_name(name).index)
+    assert (tuple(env.level.agent_pos), env.level.agent_dir, env.steps) == before  # nothing moved or counted
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_expert_episode_succeeds_with_sparse_reward(family):
+    env = GridhouseEnv(families=(family,), split="eval", expert=True)
+    _, reward, terminated, truncated, info = run_expert(env)
+    assert terminated and not truncated and info["success"] and reward == 10.0
+
+
+def test_reaching_the_goal_is_not_success_until_end():
+    env = GridhouseEnv(families=("pickup",), expert=True)
+    obs, reward, terminated, truncated, info = run_expert(env, stop_before_end=True)
+    assert env.goal_satisfied() and not terminated and reward == 0.0 and obs["holding"] == 1
+    _, reward, terminated, _, info = env.step(END)
+    assert terminated and info["success"] and reward == 10.0
+
+
+def test_end_away_from_the_goal_fails_the_episode():
+    env = GridhouseEnv(families=("objectnav",))
+    env.reset(seed=0)
+    assert not env.goal_satisfied()
+    _, reward, terminated, truncated, info = env.step(END)
+    assert terminated and not truncated and not info["success"] and reward == 0.0
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(END)
+
+
+def test_roomvisit_needs_sub_done_at_each_intermediate_place():
+    env = GridhouseEnv(families=("roomvisit",), expert=True)
+    obs, info = env.reset(seed=5, options={"house": 5})
+    assert ", then " in obs["goal"]
+    env.step(SUB_DONE)  # off the mark: nothing happens
+    assert env.subgoal_index == 0
+    actions = []
+    while info["expert_action"] != END:
+        actions.append(info["expert_action"])
+        _, _, terminated, _, info = env.step(info["expert_action"])
+        assert not terminated
+    assert actions.count(SUB_DONE) == 1 and env.subgoal_index == 1
+
+
+def test_roomvisit_end_at_the_first_place_fails():
+    env = GridhouseEnv(families=("roomvisit",), expert=True)
+    _, info = env.reset(seed=5, options={"house": 5})
+    while info["expert_action"] != SUB_DONE:
+        _, _, _, _, info = env.step(info["expert_action"])
+    _, _, terminated, _, info = env.step(END)  # at the first place, but the goal is a sequence
+    assert terminated and not info["success"]
+
+
+def test_step_limit_truncates():
+    env = GridhouseEnv(families=("objectnav",))
+    env.reset(seed=0)
+    turn = action_by_name("l").index
+    for _ in range(env.step_limit - 1):
+        assert not any(env.step(turn)[2:4])
+    _, _, terminated, truncated, info = env.step(turn)
+    assert truncated and not terminated and not info["success"] and info["steps"] == 64
+
+
+def test_splits_are_disjoint_and_respected():
+    assert set(TRAIN_HOUSES).isdisjoint(EVAL_HOUSES)
+    train, evaluation = GridhouseEnv(split="train"), GridhouseEnv(split="eval")
+    for seed in range(20):
+        assert train.reset(seed=seed)[1]["house"] in TRAIN_HOUSES
+        assert evaluation.reset(seed=seed)[1]["house"] in EVAL_HOUSES
+    with pytest.raises(ValueError, match="unknown split"):
+        GridhouseEnv(split="test")
+    with pytest.raises(ValueError, match="outside the eval split"):
+        evaluation.reset(options={"house": len(EVAL_HOUSES)})
+
+
+def test_houses_are_reproducible_and_shared_across_families():
+    env = GridhouseEnv(families=tuple(FAMILIES))
+    layouts = set()
+    for family in TRAIN_FAMILIES:
+        env.reset(seed=1, options={"family": family, "house": 42})
+        walls = env.level.grid.encode()[..., 0] == 2
+        layouts.add((walls.tobytes(), tuple(env.level.agent_pos), env.level.agent_dir))
+    assert len(layouts) == 1  # same house seed, same house, whatever the family
+    a = env.reset(seed=7)[0]
+    b = env.reset(seed=7)[0]
+    assert a["goal"] == b["goal"] and (a["nav_rgb"] == b["nav_rgb"]).all()
+
+
+def test_held_out_families_are_kept_out_of_training():
+    assert set(HELD_OUT_FAMILIES) == {"objectnav_relative", "pickup_attribute"}
+    assert set(HELD_OUT_FAMILIES).isdisjoint(GridhouseEnv().families)
+    goals = {GridhouseEnv(families=(f,)).reset(seed=0)[0]["goal"] for f in HELD_OUT_FAMILIES}
+    assert any("on your" in g or "in front of" in g or "behind" in g for g in goals)
+    assert any("object" in g for g in goals)
+
+
+def test_fast_view_matches_minigrid_exactly():
+    env = GridhouseEnv(families=tuple(FAMILIES))
+    rng = np.random.default_rng(0)
+    moves = [action_by_name(n).index for n in ("m", "m", "l", "r", "p", "d")]
+    for episode in range(30):
+        env.reset(seed=episode)
+        for _ in range(40):
+            env.step(int(rng.choice(moves)))
+            np.testing.assert_array_equal(env.level.gen_obs()["image"], MiniGridEnv.gen_obs(env.level)["image"])
+
+
+def test_holding_shows_in_the_manipulation_camera():
+    env = GridhouseEnv(families=("pickup",), expert=True)
+    empty_handed, *_ = env.reset(seed=3, options={"house": 3})
+    holding, *_ = run_expert(env, stop_before_end=True)
+    assert holding["holding"] == 1
+    gripper = slice(32, 48), slice(16, 32)  # the agent's own cell: bottom centre of the 3 x 3 view
+    assert not np.array_equal(holding["manip_rgb"][gripper], empty_handed["manip_rgb"][gripper])
+
+
+def test_vector_env_keeps_goal_text_and_autoresets():
+    envs = make_vector_env(2, expert=True)
+    try:
+        obs, info = envs.reset(seed=0)
+        assert all(isinstance(g, str) and g.startswith(("go", "pick", "put")) for g in obs["goal"])
+        assert obs["nav_rgb"].shape == (2, 56, 56, 3)
+        obs, reward, terminated, truncated, info = envs.step(np.array([END, END]))
+        assert terminated.all() and "expert_action" in info
+        obs, *_ = envs.step(np.array([END, END]))  # autoreset: a fresh episode
+        assert (obs["prev_action"] == NO_PREVIOUS_ACTION).all()
+    finally:
+        envs.close()

@@ -1,0 +1,61 @@
+"""The one preprocessing function: shapes, values, rotation, crops, and clear errors on bad frames."""
+
+import numpy as np
+import pytest
+
+from flare_core import FrameError, PreprocessConfig, preprocess
+
+
+def test_output_shape_dtype_and_normalisation():
+    frame = np.full((120, 160, 3), 255, dtype=np.uint8)
+    out = preprocess(frame, PreprocessConfig(height=56, width=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0)))
+    assert out.shape == (3, 56, 64) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out[:, 0, 0], [2.0, 1.0, 0.5])
+
+
+def test_rotation_is_clockwise():
+    frame = np.zeros((4, 6, 3), dtype=np.uint8)
+    frame[0, 0] = 255  # top-left marker
+    out = preprocess(frame, PreprocessConfig(height=6, width=4, rotate_cw=90, mean=(0, 0, 0), std=(1, 1, 1)))
+    assert out.shape == (3, 6, 4)
+    assert out[0, 0, 3] == 1.0 and out[0].sum() == 1.0  # top-left moves to top-right
+
+
+def test_crop_removes_fractions_of_each_side():
+    frame = np.zeros((100, 100, 3), dtype=np.uint8)
+    frame[:10] = 255  # a bright band that the top crop removes
+    config = PreprocessConfig(height=90, width=100, crop_top=0.1, mean=(0, 0, 0), std=(1, 1, 1))
+    assert preprocess(frame, config).max() == 0.0
+
+
+def test_config_round_trips_through_a_dict():
+    config = PreprocessConfig(height=224, width=384, rotate_cw=90, crop_left=0.1, mean=(0.485, 0.456, 0.406))
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((8, 8, 3), dtype=np.float32), "uint8 RGB pixels, got dtype float32"),
+        (np.zeros((8, 8), dtype=np.uint8), r"H x W x 3 RGB image, got shape \(8, 8\)"),
+        (np.zeros((8, 8, 4), dtype=np.uint8), r"got shape \(8, 8, 4\)"),
+        ([[0, 0, 0]], "expected a numpy image, got list"),
+        (np.zeros((1, 8, 3), dtype=np.uint8), "too small"),
+    ],
+)
+def test_bad_frames_are_refused_clearly(frame, message):
+    with pytest.raises(FrameError, match=f"nav: .*{message}"):
+        preprocess(frame, PreprocessConfig(), camera="nav")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rotate_cw": 45}, "rotate_cw"),
+        ({"crop_top": 0.6, "crop_bottom": 0.5}, "whole frame"),
+        ({"height": 0}, "height"),
+    ],
+)
+def test_bad_configs_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PreprocessConfig(**kwargs)
