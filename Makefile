@@ -6,19 +6,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall when the pins or a package's setup change.
 SETUP_STAMP := $(VENV)/.setup-done
-PACKAGES := src/flare_core src/flare_sim
+PACKAGES := src/flare_core src/flare_sim sim_training
 
 .PHONY: setup build demo test lint format bench clean
 
 setup: $(SETUP_STAMP)
 
-$(SETUP_STAMP): requirements.txt $(wildcard src/*/setup.py)
+$(SETUP_STAMP): requirements.txt $(wildcard src/*/setup.py) sim_training/pyproject.toml
 	@echo ">> creating $(VENV) and installing pinned dependencies (first run: a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime" || { echo "!! dependency install failed: see pip output above"; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES)) 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import flare_core, flare_sim" || { echo "!! installing the workspace packages failed"; exit 1; }
+	$(BIN)/python -c "import flare_core, flare_sim, flare_training" || { echo "!! installing the workspace packages failed"; exit 1; }
 	touch $@
 
 # colcon builds the ament_python workspace exactly as on a robot (build/, install/, log/).

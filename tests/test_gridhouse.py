@@ -178,8 +178,9 @@ def test_vector_env_keeps_goal_text_and_autoresets():
         assert all(isinstance(g, str) and g.startswith(("go", "pick", "put")) for g in obs["goal"])
         assert obs["nav_rgb"].shape == (2, 56, 56, 3)
         obs, reward, terminated, truncated, info = envs.step(np.array([END, END]))
-        assert terminated.all() and "expert_action" in info
-        obs, *_ = envs.step(np.array([END, END]))  # autoreset: a fresh episode
-        assert (obs["prev_action"] == NO_PREVIOUS_ACTION).all()
+        assert terminated.all() and info["_final_info"].all()
+        assert not info["final_info"]["success"].any()  # `end` at the start fails
+        assert (obs["prev_action"] == NO_PREVIOUS_ACTION).all()  # same-step autoreset: already a new episode
+        assert (info["expert_action"] >= 0).all()
     finally:
         envs.close()

@@ -59,3 +59,29 @@ def test_bad_frames_are_refused_clearly(frame, message):
 def test_bad_configs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PreprocessConfig(**kwargs)
+
+
+def test_goal_tokenizer_round_trips_through_the_card_spec():
+    from flare_core import GoalTokenizer
+    from flare_sim import GOAL_WORDS
+
+    tok = GoalTokenizer.from_words(GOAL_WORDS, max_tokens=16)
+    ids = tok.encode("Go to the red ball, then go to the blue key")
+    assert ids.shape == (16,) and ids.dtype == np.int64
+    assert (ids[:12] > 1).all() and (ids[12:] == 0).all()  # every word known, then padding
+    assert tok.encode("go to the zebra")[3] == 1  # unknown word
+    assert GoalTokenizer.from_spec(tok.spec()).vocab == tok.vocab
+
+
+@pytest.mark.parametrize(
+    "config",
+    [PreprocessConfig(16, 16), PreprocessConfig(8, 12, rotate_cw=270, crop_left=0.25, std=(0.2, 0.3, 0.4))],
+)
+def test_batch_preprocessing_equals_per_frame(config):
+    from flare_core import preprocess_batch
+
+    frames = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+    expected = np.stack([preprocess(f, config) for f in frames])
+    np.testing.assert_array_equal(preprocess_batch(frames, config), expected)
+    with pytest.raises(FrameError, match="uint8"):
+        preprocess_batch(frames.astype(np.float64), config)

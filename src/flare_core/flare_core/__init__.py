@@ -12,9 +12,10 @@ from flare_core.actions import (
     action_by_name,
 )
 from flare_core.embodiments import EMBODIMENTS, Embodiment, MaskedActionError, Motion, get_embodiment
+from flare_core.goal_tokenizer import GoalTokenizer, goal_words
 from flare_core.masking import InvalidLogitsError, mask_logits, masked_probabilities, select_action
 from flare_core.model_card import ModelCard, ModelCardError, load_model_card
-from flare_core.preprocessing import FrameError, PreprocessConfig, preprocess
+from flare_core.preprocessing import FrameError, PreprocessConfig, preprocess, preprocess_batch
 
 __all__ = [
     "ACTIONS",
@@ -25,6 +26,7 @@ __all__ = [
     "Action",
     "Embodiment",
     "FrameError",
+    "GoalTokenizer",
     "InvalidLogitsError",
     "Joint",
     "MaskedActionError",
@@ -36,9 +38,11 @@ __all__ = [
     "action_by_index",
     "action_by_name",
     "get_embodiment",
+    "goal_words",
     "load_model_card",
     "mask_logits",
     "masked_probabilities",
     "preprocess",
+    "preprocess_batch",
     "select_action",
 ]

@@ -92,3 +92,21 @@ def preprocess(frame: np.ndarray, config: PreprocessConfig, camera: str = "camer
     out -= np.asarray(config.mean, dtype=np.float32)
     out /= np.asarray(config.std, dtype=np.float32)
     return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def preprocess_batch(frames: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
+    """`preprocess` over a batch [B, H, W, 3] -> [B, 3, height, width]; the geometric steps run per frame only
+    when the card asks for them, the normalisation once for the whole batch (identical results)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise FrameError(f"{camera}: expected a batch of frames B x H x W x 3, got shape {frames.shape}")
+    if len(frames) == 0:
+        return np.zeros((0, 3, config.height, config.width), dtype=np.float32)
+    check_frame(frames[0], camera)
+    geometric = config.rotate_cw or any((config.crop_top, config.crop_bottom, config.crop_left, config.crop_right))
+    if geometric or frames.shape[1:3] != (config.height, config.width):
+        return np.stack([preprocess(f, config, camera) for f in frames])
+    out = frames.astype(np.float32) * np.float32(1.0 / 255.0)
+    out -= np.asarray(config.mean, dtype=np.float32)
+    out /= np.asarray(config.std, dtype=np.float32)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from minigrid.core.constants import DIR_TO_VEC
+from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
 from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 from minigrid.envs.babyai.core.verifier import (
@@ -115,6 +115,16 @@ FAMILIES: dict[str, TaskFamily] = {
 }
 TRAIN_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if not f.held_out)
 HELD_OUT_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.held_out)
+
+
+# Every word a gridhouse goal can use (BabyAI surface forms); the goal tokenizer's vocabulary is built from it.
+GOAL_WORDS: tuple[str, ...] = tuple(
+    sorted(
+        set("go to the a pick up put next then , object in front of you behind on your left right".split())
+        | set(COLOR_NAMES)
+        | {"key", "ball", "box", "door"}
+    )
+)
 
 
 def get_family(name: str) -> TaskFamily:

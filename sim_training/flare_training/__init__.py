@@ -1,0 +1,1 @@
+"""FLaRe training workspace: policy model, behaviour cloning, PPO fine-tuning and evaluation (torch)."""

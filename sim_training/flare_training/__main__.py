@@ -1,0 +1,3 @@
+from flare_training.cli import main
+
+main()

@@ -1,0 +1,200 @@
+"""Behaviour cloning, SPOC-style: collect shortest-path-expert demonstrations in parallel, then train the
+actor with cross-entropy over whole-episode sequences (block-causal, exactly as the policy runs)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from flare_sim import TRAIN_FAMILIES, GridhouseEnv, make_vector_env
+from flare_training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from flare_training.evaluate import evaluate_policy, save_results
+from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.model import ActorCritic, ModelConfig
+
+_FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
+
+
+@dataclass
+class BCConfig:
+    out: str = "runs/bc"
+    demos: int = 400  # successful expert episodes; "modest" on purpose: BC should plateau below the expert
+    workers: int = 2  # subprocess envs collecting demonstrations
+    epochs: int = 20
+    batch_episodes: int = 16
+    lr: float = 2e-4  # FLaRe fine-tunes with 10x less
+    validation_fraction: float = 0.1
+    eval_episodes: int = 100  # unseen houses per family for the final evaluation (0: skip)
+    families: tuple[str, ...] = TRAIN_FAMILIES
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
+class Demos:
+    """Successful expert episodes, stored flat: step arrays plus episode start offsets."""
+
+    nav_rgb: np.ndarray
+    manip_rgb: np.ndarray
+    goal: np.ndarray  # one goal text per episode
+    prev_action: np.ndarray
+    holding: np.ndarray
+    action: np.ndarray
+    starts: np.ndarray  # episode i spans starts[i]:starts[i+1]
+
+    def __len__(self) -> int:
+        return len(self.goal)
+
+    def episode(self, i: int) -> slice:
+        return slice(int(self.starts[i]), int(self.starts[i + 1]))
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> Demos:
+        with np.load(path) as data:
+            return cls(**{k: data[k] for k in data.files})
+
+
+def collect_demos(count: int, workers: int, families: tuple[str, ...], seed: int) -> Demos:
+    """Run the expert in `workers` subprocess envs on training houses until `count` episodes succeed."""
+    envs = make_vector_env(workers, families=families, split="train", expert=True)
+    steps: dict[str, list] = {k: [] for k in (*_FIELDS, "action")}
+    goals, starts = [], [0]
+    current = [{k: [] for k in (*_FIELDS, "action")} for _ in range(workers)]
+    current_goal = [""] * workers
+    try:
+        obs, info = envs.reset(seed=seed)
+        current_goal = list(obs["goal"])
+        with tqdm(total=count, desc="demos", unit="ep") as bar:
+            while len(goals) < count:
+                actions = np.asarray(info["expert_action"])
+                for i in range(workers):
+                    for k in _FIELDS:
+                        current[i][k].append(obs[k][i])
+                    current[i]["action"].append(actions[i])
+                # An expert without an action (never seen in testing) ends its episode, which is then dropped.
+                obs, _, terminated, truncated, info = envs.step(np.where(actions < 0, 4, actions))
+                for i in np.flatnonzero(terminated | truncated):
+                    if info["final_info"]["success"][i] and len(goals) < count:
+                        for k in steps:
+                            steps[k].extend(current[i][k])
+                        goals.append(current_goal[i])
+                        starts.append(len(steps["action"]))
+                        bar.update()
+                    current[i] = {k: [] for k in current[i]}
+                    current_goal[i] = obs["goal"][i]
+    finally:
+        envs.close()
+    arrays = {k: np.asarray(v) for k, v in steps.items()}
+    return Demos(goal=np.asarray(goals), starts=np.asarray(starts), **arrays)
+
+
+def _batch(demos: Demos, episodes: np.ndarray, adapter: ObservationAdapter) -> dict[str, torch.Tensor]:
+    """Pad whole episodes to one length; padding gets episode id -1 and is excluded from the loss."""
+    lengths = [demos.starts[i + 1] - demos.starts[i] for i in episodes]
+    b, t = len(episodes), max(lengths)
+    index = np.zeros((b, t), dtype=np.int64)
+    valid = np.zeros((b, t), dtype=bool)
+    for row, (i, n) in enumerate(zip(episodes, lengths, strict=True)):
+        index[row, :n] = np.arange(demos.starts[i], demos.starts[i] + n)
+        valid[row, :n] = True
+    flat = index.reshape(-1)
+    frames = adapter.frames({"nav_rgb": demos.nav_rgb[flat], "manip_rgb": demos.manip_rgb[flat]})
+    goals = adapter.goals([demos.goal[i] for i in episodes])
+    return {
+        "frames": {k: v.reshape(b, t, *v.shape[1:]) for k, v in frames.items()},
+        "goal": goals[:, None].expand(b, t, -1),
+        "prev_action": torch.from_numpy(demos.prev_action[index]),
+        "holding": torch.from_numpy(demos.holding[index]),
+        "step": torch.arange(t)[None].expand(b, t),
+        "episode": torch.where(torch.from_numpy(valid), 0, -1 - torch.arange(t)[None]),
+        "action": torch.from_numpy(demos.action[index]),
+        "valid": torch.from_numpy(valid),
+    }
+
+
+def bc_loss(model: ActorCritic, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the masked logits against the expert's actions; also returns accuracy."""
+    batch = {**batch, "visual": model.visual(batch["frames"])}
+    logits = model.actor.sequence(batch)["logits"]
+    logits = logits.masked_fill(~torch.from_numpy(GridhouseEnv.embodiment.mask), float("-inf"))
+    valid = batch["valid"]
+    loss = F.cross_entropy(logits[valid], batch["action"][valid])
+    accuracy = (logits[valid].argmax(-1) == batch["action"][valid]).float().mean()
+    return loss, accuracy
+
+
+def train_bc(config: BCConfig) -> Path:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    demo_path = out / "demos.npz"
+    if demo_path.exists() and len(demos := Demos.load(demo_path)) >= config.demos:
+        print(f"using {len(demos)} demonstrations from {demo_path}")
+    else:
+        demos = collect_demos(config.demos, config.workers, config.families, config.seed)
+        demos.save(demo_path)
+    print(f"{len(demos)} episodes, {len(demos.action)} steps (mean {len(demos.action) / len(demos):.1f} per episode)")
+
+    adapter = ObservationAdapter(gridhouse_tokenizer(config.model.max_goal_tokens), gridhouse_cameras())
+    model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(adapter.tokenizer)})
+    model = ActorCritic(model_config, adapter.camera_shapes)
+    params = list(model.visual.parameters()) + list(model.actor.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    order = rng.permutation(len(demos))
+    n_val = max(1, int(len(demos) * config.validation_fraction))
+    val, train = order[:n_val], order[n_val:]
+    writer = SummaryWriter(out / "tb")
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        rng.shuffle(train)
+        losses = []
+        batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
+        for episodes in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False):
+            loss, _ = bc_loss(model, _batch(demos, episodes, adapter))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            val_loss, val_acc = bc_loss(model, _batch(demos, val, adapter))
+        row = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "val_loss": val_loss.item(),
+            "val_acc": val_acc.item(),
+        }
+        history.append(row)
+        for k, v in row.items():
+            if k != "epoch":
+                writer.add_scalar(f"bc/{k}", v, epoch)
+        losses_text = f"train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}"
+        print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_acc']:.1%}")
+        save_checkpoint(out / CHECKPOINT_NAME, model, adapter, kind="bc", epoch=epoch, env_steps=0, history=history,
+                        config=asdict(config))  # fmt: skip
+    writer.close()
+    (out / "bc_history.json").write_text(json.dumps(history, indent=2) + "\n")
+    print(f"trained in {time.perf_counter() - start:.0f} s -> {out / CHECKPOINT_NAME}")
+    if config.eval_episodes:
+        from flare_sim import FAMILIES
+
+        results = evaluate_policy(model, adapter, tuple(FAMILIES), config.eval_episodes)
+        save_results(out / "eval.json", results, kind="bc", env_steps=0, episodes=config.eval_episodes)
+        for family, r in results.items():
+            print(f"  {family:<20} success {r['success']:.0%}  steps {r['mean_steps']:.1f}")
+    return out / CHECKPOINT_NAME

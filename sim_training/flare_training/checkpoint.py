@@ -1,0 +1,61 @@
+"""Checkpoints: model + everything needed to rebuild its inputs (cameras, tokenizer) + training state.
+
+Writes are atomic (temporary file, then rename), so a run killed mid-save keeps its previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flare_core.goal_tokenizer import GoalTokenizer
+from flare_core.model_card import CameraSpec
+from flare_core.preprocessing import PreprocessConfig
+from flare_training.inputs import ObservationAdapter
+from flare_training.model import ActorCritic, ModelConfig
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | Path, model: ActorCritic, adapter: ObservationAdapter, **state: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model_config": asdict(model.config),
+        "cameras": [{"name": c.name, "preprocessing": c.preprocessing.to_dict()} for c in adapter.cameras],
+        "tokenizer": {"vocab": list(adapter.tokenizer.vocab), "max_tokens": adapter.tokenizer.max_tokens},
+        "model": model.state_dict(),
+        **state,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, **config_overrides: Any
+) -> tuple[ActorCritic, ObservationAdapter, dict[str, Any]]:
+    """Rebuild model and adapter; `config_overrides` change architecture switches (e.g. shared_critic)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here (train one with `python -m flare_training bc ...`)")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    config = ModelConfig(**{**payload["model_config"], **config_overrides})
+    cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])
+    adapter = ObservationAdapter(
+        GoalTokenizer(payload["tokenizer"]["vocab"], payload["tokenizer"]["max_tokens"]), cameras
+    )
+    model = ActorCritic(config, adapter.camera_shapes)
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    # Switching the critic layout (separate <-> shared) leaves critic weights to initialise fresh; nothing else may.
+    bad = [k for k in missing + unexpected if not (k.startswith("critic.") or k.startswith("actor.heads.value"))]
+    if bad:
+        raise RuntimeError(f"{path}: checkpoint does not fit the model: {bad[:5]}")
+    return model, adapter, payload

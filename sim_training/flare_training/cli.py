@@ -1,0 +1,96 @@
+"""Command line: `python -m flare_training {bc,ppo,eval,report} --help`.
+
+Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, ModelConfig) and becomes a flag
+here by name, so each one is named once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from pathlib import Path
+
+from flare_sim import FAMILIES
+
+
+def _add_dataclass(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            _add_dataclass(parser.add_argument_group(f.name), kind, prefix=f"{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + (prefix + f.name).replace("_", "-").replace(".", "-")
+        dest = prefix + f.name
+        if kind is bool:
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=dest, nargs="+", default=default, choices=list(FAMILIES))
+        else:
+            parser.add_argument(flag, dest=dest, type=kind, default=default, help=f"(default: {default})")
+
+
+def _build(cls, args: argparse.Namespace, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], args, prefix=f"{f.name}.")
+        else:
+            value = getattr(args, prefix + f.name)
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from flare_training.bc import BCConfig
+    from flare_training.ppo import PPOConfig
+
+    parser = argparse.ArgumentParser(prog="python -m flare_training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bc = sub.add_parser("bc", help="collect expert demonstrations and train by behaviour cloning")
+    _add_dataclass(bc, BCConfig)
+    ppo = sub.add_parser("ppo", help="PPO fine-tuning (FLaRe recipe) from a BC checkpoint, or from scratch")
+    _add_dataclass(ppo, PPOConfig)
+    ev = sub.add_parser("eval", help="success per task family on unseen houses")
+    ev.add_argument("checkpoint", help="checkpoint file or run directory")
+    ev.add_argument("--episodes", type=int, default=100, help="houses per family")
+    ev.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    ev.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    ev.add_argument("--out", default="", help="write JSON results here")
+    rep = sub.add_parser("report", help="results table (markdown) and learning-curve plot from run directories")
+    rep.add_argument("runs", nargs="+", help="run directories (each with eval.json, and evals.json for PPO)")
+    rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
+    args = parser.parse_args(argv)
+
+    if args.command == "bc":
+        from flare_training.bc import train_bc
+
+        train_bc(_build(BCConfig, args))
+    elif args.command == "ppo":
+        from flare_training.ppo import train_ppo
+
+        train_ppo(_build(PPOConfig, args))
+    elif args.command == "eval":
+        from flare_training.checkpoint import load_checkpoint
+        from flare_training.evaluate import evaluate_policy, save_results
+
+        model, adapter, payload = load_checkpoint(args.checkpoint)
+        results = evaluate_policy(model, adapter, tuple(args.families), args.episodes, greedy=args.greedy)
+        for family, r in results.items():
+            print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}")
+        if args.out:
+            save_results(args.out, results, kind=payload.get("kind"), env_steps=payload.get("env_steps", 0),
+                         episodes=args.episodes, greedy=args.greedy)  # fmt: skip
+    else:
+        from flare_training.report import write_report
+
+        write_report([Path(r) for r in args.runs], Path(args.out))
+        print(json.dumps({"written": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Success rate and episode length per task family, with the policy acting through its KV-cache."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from flare_sim import GridhouseConfig, GridhouseEnv
+from flare_training.inputs import ObservationAdapter
+from flare_training.model import ActorCritic
+
+_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
+
+
+def choose(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Actions from [B, A] logits after the embodiment mask: masked actions can never be chosen."""
+    masked = logits.masked_fill(~_MASK, float("-inf"))
+    if greedy:
+        return masked.argmax(-1)
+    return torch.multinomial(torch.softmax(masked, -1), 1, generator=generator)[:, 0]
+
+
+@torch.no_grad()
+def evaluate_policy(
+    model: ActorCritic,
+    adapter: ObservationAdapter,
+    families: tuple[str, ...],
+    episodes: int,
+    split: str = "eval",
+    greedy: bool = False,
+    seed: int = 0,
+    num_envs: int = 16,
+    config: GridhouseConfig | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy."""
+    model.eval()
+    queue = deque((f, h) for f in families for h in range(episodes))
+    envs = [GridhouseEnv(config, families, split) for _ in range(min(num_envs, len(queue)))]
+    cache, _ = model.new_caches(len(envs))
+    generator = torch.Generator().manual_seed(seed)
+    outcomes: dict[str, list[tuple[bool, int]]] = {f: [] for f in families}
+    obs: list[dict | None] = [None] * len(envs)
+
+    def start(i: int) -> None:
+        family, house = queue.popleft()
+        obs[i], _ = envs[i].reset(seed=seed + house, options={"family": family, "house": house})
+        cache.reset(torch.tensor([i]))
+
+    for i in range(len(envs)):
+        start(i)
+    active = list(range(len(envs)))
+    bar = tqdm(total=len(families) * episodes, desc="eval", unit="ep", leave=False, disable=not progress)
+    while active:
+        idle = [i for i in range(len(envs)) if i not in active]
+        if idle:
+            cache.reset(torch.tensor(idle))  # finished rows ride along; keep their cache empty
+        batch = {k: [obs[i][k] if i in active else obs[active[0]][k] for i in range(len(envs))] for k in obs[active[0]]}
+        inputs = adapter.step_inputs(batch)
+        inputs["visual"] = model.visual(adapter.frames(batch))
+        logits = model.actor.step(inputs, cache)["logits"]
+        actions = choose(logits, greedy, generator).tolist()
+        for i in list(active):
+            obs[i], _, terminated, truncated, info = envs[i].step(actions[i])
+            if terminated or truncated:
+                outcomes[info["family"]].append((info["success"], info["steps"]))
+                bar.update()
+                if queue:
+                    start(i)
+                else:
+                    active.remove(i)
+    bar.close()
+    return {
+        f: {
+            "success": float(np.mean([s for s, _ in r])),
+            "mean_steps": float(np.mean([n for _, n in r])),
+            "episodes": len(r),
+        }
+        for f, r in outcomes.items()
+    }
+
+
+def save_results(path: str | Path, results: dict, **meta) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+    return path

@@ -1,0 +1,344 @@
+"""The policy network, shaped like FLaRe's: per-camera visual encoders, a goal encoder, one fused token per
+step, a causal transformer decoder (LLaMA-style: RMSNorm, SwiGLU) with a KV-cache, and actor/critic heads.
+
+Two ways to run the decoder, which must agree (tests hold them to 1e-5):
+- `forward_sequence`: whole sequences with a block-causal mask, each step attending only to earlier steps of
+  its own episode (updates, behaviour cloning);
+- `forward_step`: one step per call against a KV-cache (rollouts, deployment).
+Time encoding is the step index within the episode, so both see identical inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flare_core.actions import NO_PREVIOUS_ACTION, NUM_ACTIONS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. Defaults are the embedded-simulator size; FLaRe's is d_model=512, layers=3, heads=8."""
+
+    d_model: int = 128
+    layers: int = 2
+    heads: int = 4
+    max_context: int = 128  # longest episode the cache holds (gridhouse step limits are <= 100)
+    visual: str = "cnn"  # "cnn" (trained by BC) or "dinov2" (frozen, weights from dinov2_path)
+    dinov2_path: str = ""
+    visual_dim: int = 128  # per-camera feature size
+    goal_dim: int = 128
+    goal_embed_dim: int = 32
+    vocab_size: int = 64
+    max_goal_tokens: int = 16
+    shared_critic: bool = False  # FLaRe: False (the critic is a separate copy of the network)
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} must be divisible by heads {self.heads}")
+        if self.visual not in ("cnn", "dinov2"):
+            raise ValueError(f"visual must be 'cnn' or 'dinov2', got {self.visual!r}")
+        if self.visual == "dinov2" and not self.dinov2_path:
+            raise ValueError("visual='dinov2' needs dinov2_path: a local directory with the weights (no downloads)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
+
+
+# --- perception ----------------------------------------------------------------------------------------------
+class CnnEncoder(nn.Module):
+    """A small conv net for the embedded simulator's low-resolution frames."""
+
+    def __init__(self, height: int, width: int, out_dim: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, 3, height, width)).shape[1]
+        self.proj = nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.convs(images))
+
+
+class Dinov2Encoder(nn.Module):
+    """Frozen DINOv2 (Hugging Face Dinov2Model) from a local directory; its CLS feature, projected."""
+
+    def __init__(self, path_or_model: str | nn.Module, out_dim: int) -> None:
+        super().__init__()
+        from transformers import Dinov2Model  # lazily: only this option needs transformers
+
+        backbone = Dinov2Model.from_pretrained(path_or_model) if isinstance(path_or_model, str) else path_or_model
+        backbone.requires_grad_(False).eval()
+        self.backbone = backbone
+        self.proj = nn.Sequential(nn.Linear(backbone.config.hidden_size, out_dim), nn.ReLU())
+
+    def train(self, mode: bool = True) -> Dinov2Encoder:
+        super().train(mode)
+        self.backbone.eval()  # frozen: never in training mode
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.backbone(pixel_values=images).pooler_output)
+
+
+class VisualEncoder(nn.Module):
+    """One encoder per camera; output [..., cameras * visual_dim]."""
+
+    def __init__(self, config: ModelConfig, camera_shapes: dict[str, tuple[int, int]]) -> None:
+        super().__init__()
+        self.cameras = tuple(camera_shapes)
+        if config.visual == "cnn":
+            encoders = {n: CnnEncoder(h, w, config.visual_dim) for n, (h, w) in camera_shapes.items()}
+        else:
+            encoders = {n: Dinov2Encoder(config.dinov2_path, config.visual_dim) for n in camera_shapes}
+        self.encoders = nn.ModuleDict(encoders)
+        self.out_dim = config.visual_dim * len(self.cameras)
+
+    def forward(self, frames: dict[str, torch.Tensor]) -> torch.Tensor:
+        """frames[camera]: [..., 3, H, W] float (already preprocessed) -> [..., out_dim]."""
+        feats = []
+        for name in self.cameras:
+            x = frames[name]
+            lead = x.shape[:-3]
+            feats.append(self.encoders[name](x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1))
+        return torch.cat(feats, dim=-1)
+
+
+class GoalEncoder(nn.Module):
+    """Word embeddings at fixed positions, flattened and projected: order-aware ("put A next to B" is not
+    "put B next to A"), and a plain matrix product in ONNX."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(config.vocab_size, config.goal_embed_dim, padding_idx=0)
+        self.proj = nn.Sequential(nn.Linear(config.max_goal_tokens * config.goal_embed_dim, config.goal_dim), nn.ReLU())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.embed(tokens).flatten(-2))
+
+
+# --- decoder -------------------------------------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        hidden = int(8 * dim / 3)
+        self.gate = nn.Linear(dim, hidden, bias=False)
+        self.up = nn.Linear(dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.heads, self.head_dim = config.heads, config.head_dim
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[B, T, D] -> q, k, v as [B, heads, T, head_dim]."""
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """mask: bool, True = may attend, broadcastable to [B, heads, Tq, Tk]."""
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        y = torch.softmax(scores, dim=-1) @ v
+        b, _, t, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm, self.attn = RMSNorm(config.d_model), Attention(config)
+        self.mlp_norm, self.mlp = RMSNorm(config.d_model), SwiGLU(config.d_model)
+
+
+class Decoder(nn.Module):
+    """Fuses a step's inputs into one token and runs the causal transformer over tokens."""
+
+    def __init__(self, config: ModelConfig, visual_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.goal = GoalEncoder(config)
+        self.prev_action = nn.Embedding(NO_PREVIOUS_ACTION + 1, 32)
+        self.holding = nn.Embedding(2, 16)
+        self.fuse = nn.Linear(visual_dim + config.goal_dim + 32 + 16, config.d_model)
+        self.time = nn.Embedding(config.max_context, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.norm = RMSNorm(config.d_model)
+
+    def tokens(self, visual, goal_tokens, prev_action, holding, step) -> torch.Tensor:
+        """Per-step inputs [B, T, ...] -> tokens [B, T, d_model]."""
+        x = torch.cat([visual, self.goal(goal_tokens), self.prev_action(prev_action), self.holding(holding)], dim=-1)
+        return self.fuse(x) + self.time(step.clamp(max=self.config.max_context - 1))
+
+    def forward_sequence(self, x: torch.Tensor, episode: torch.Tensor, keep_kv: list | None = None) -> torch.Tensor:
+        """x: [B, T, D] tokens; episode: [B, T] ids (steps attend to earlier steps with the same id).
+
+        With `keep_kv` (a list), each layer's (keys, values) are appended to it, to seed a KVCache.
+        """
+        t = x.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        mask = (causal & (episode[:, :, None] == episode[:, None, :]))[:, None]
+        for block in self.blocks:
+            q, k, v = block.attn.project(block.attn_norm(x))
+            if keep_kv is not None:
+                keep_kv.append((k, v))
+            x = x + block.attn.attend(q, k, v, mask)
+            x = x + block.mlp(block.mlp_norm(x))
+        return self.norm(x)
+
+    def forward_step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """x: [B, 1, D], one new step per batch row; appends to the cache and returns [B, 1, D]."""
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.attn.project(block.attn_norm(x))
+            keys, values, mask = cache.append(i, k, v)
+            x = x + block.attn.attend(q, keys, values, mask)
+            x = x + block.mlp(block.mlp_norm(x))
+        cache.advance()
+        return self.norm(x)
+
+
+class KVCache:
+    """Per-row key/value buffers for step-by-step decoding, [layers] x [B, heads, max_context, head_dim].
+
+    Each row holds one episode; `reset(rows)` empties rows whose episode ended. Attention covers only the
+    filled positions of each row.
+    """
+
+    def __init__(self, config: ModelConfig, batch: int, device: torch.device | str = "cpu") -> None:
+        shape = (batch, config.heads, config.max_context, config.head_dim)
+        self.keys = [torch.zeros(shape, device=device) for _ in range(config.layers)]
+        self.values = [torch.zeros(shape, device=device) for _ in range(config.layers)]
+        self.length = torch.zeros(batch, dtype=torch.long, device=device)
+        self.max_context = config.max_context
+        self._rows = torch.arange(batch, device=device)
+        self._positions = torch.arange(config.max_context, device=device)
+
+    @property
+    def step(self) -> torch.Tensor:
+        """Each row's step index within its episode: the time input of the next token."""
+        return self.length.clone()
+
+    def reset(self, rows: torch.Tensor) -> None:
+        self.length[rows] = 0
+
+    def load(self, kv: list[tuple[torch.Tensor, torch.Tensor]], lengths: torch.Tensor) -> None:
+        """Fill every row from a sequence pass that started at its episode's first step (rows left-aligned)."""
+        n = kv[0][0].shape[2]
+        if n > self.max_context:
+            raise RuntimeError(f"prefix of {n} steps exceeds the cache's max_context ({self.max_context})")
+        for layer, (k, v) in enumerate(kv):
+            self.keys[layer][:, :, :n] = k
+            self.values[layer][:, :, :n] = v
+        self.length.copy_(lengths)
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        if (self.length >= self.max_context).any():
+            raise RuntimeError(
+                f"episode longer than the cache's max_context ({self.max_context}); raise ModelConfig.max_context"
+            )
+        self.keys[layer][self._rows, :, self.length] = k[:, :, 0]
+        self.values[layer][self._rows, :, self.length] = v[:, :, 0]
+        mask = (self._positions[None, :] <= self.length[:, None])[:, None, None, :]
+        return self.keys[layer], self.values[layer], mask
+
+    def advance(self) -> None:
+        self.length += 1
+
+
+class PolicyNetwork(nn.Module):
+    """Goal/step fusion + decoder + head(s) over shared (frozen or trained) visual features."""
+
+    def __init__(self, config: ModelConfig, visual_dim: int, outputs: dict[str, int]) -> None:
+        super().__init__()
+        self.decoder = Decoder(config, visual_dim)
+        self.heads = nn.ModuleDict({name: nn.Linear(config.d_model, n) for name, n in outputs.items()})
+
+    def _heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: head(h) for name, head in self.heads.items()}
+
+    def sequence(self, batch: dict[str, torch.Tensor], keep_kv: list | None = None) -> dict[str, torch.Tensor]:
+        d = self.decoder
+        x = d.tokens(batch["visual"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"])
+        return self._heads(d.forward_sequence(x, batch["episode"], keep_kv))
+
+    def prime(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor, cache: KVCache) -> None:
+        """Seed `cache` with each row's episode so far (batch rows left-aligned at their first step)."""
+        kv: list = []
+        if batch["step"].shape[1]:
+            self.sequence(batch, keep_kv=kv)
+            cache.load(kv, lengths)
+        else:
+            cache.reset(torch.arange(len(lengths)))
+
+    def step(self, inputs: dict[str, torch.Tensor], cache: KVCache) -> dict[str, torch.Tensor]:
+        """inputs: [B, ...] for one step (no time axis)."""
+        d = self.decoder
+        x = d.tokens(
+            inputs["visual"][:, None],
+            inputs["goal"][:, None],
+            inputs["prev_action"][:, None],
+            inputs["holding"][:, None],
+            cache.step[:, None],
+        )
+        return {k: v[:, 0] for k, v in self._heads(d.forward_step(x, cache)).items()}
+
+
+class ActorCritic(nn.Module):
+    """Visual encoder + actor (+ critic). FLaRe: the critic is a separate copy of the network; with
+    `shared_critic` it is a value head on the actor's network (an ablation)."""
+
+    def __init__(self, config: ModelConfig, camera_shapes: dict[str, tuple[int, int]]) -> None:
+        super().__init__()
+        self.config = config
+        self.camera_shapes = dict(camera_shapes)
+        self.visual = VisualEncoder(config, camera_shapes)
+        outputs = {"logits": NUM_ACTIONS, "value": 1} if config.shared_critic else {"logits": NUM_ACTIONS}
+        self.actor = PolicyNetwork(config, self.visual.out_dim, outputs)
+        self.critic = None if config.shared_critic else PolicyNetwork(config, self.visual.out_dim, {"value": 1})
+
+    def new_caches(self, batch: int) -> tuple[KVCache, KVCache | None]:
+        device = next(self.parameters()).device
+        critic = None if self.critic is None else KVCache(self.config, batch, device)
+        return KVCache(self.config, batch, device), critic
+
+    def sequence(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, T, A] and values [B, T] for whole sequences (batch["visual"] precomputed)."""
+        out = self.actor.sequence(batch)
+        value = out["value"] if self.critic is None else self.critic.sequence(batch)["value"]
+        return out["logits"], value[..., 0]
+
+    def step(self, inputs, actor_cache: KVCache, critic_cache: KVCache | None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.actor.step(inputs, actor_cache)
+        value = out["value"] if self.critic is None else self.critic.step(inputs, critic_cache)["value"]
+        return out["logits"], value[..., 0]

@@ -1,0 +1,352 @@
+"""PPO fine-tuning with the FLaRe recipe, CleanRL-style: read it top to bottom.
+
+FLaRe's stabilisers are the defaults, each switchable for ablations: small learning rate (2e-5, 10x below
+BC), no entropy bonus, a critic that is a separate copy of the network, value-only updates first (critic
+warm-up), sparse success reward, KV-cache during rollouts, masked actions. The visual encoder is frozen (as
+FLaRe freezes DINOv2), so rollouts keep its features and updates never recompute it.
+
+Sequences: each env's rollout is preceded by the part of its current episode collected earlier (the prefix)
+and followed by the next observation (for the bootstrap value); the transformer sees them whole with a
+block-causal mask. At each rollout start the KV-caches are rebuilt from those prefixes with the current
+weights, so the behaviour policy is exactly the policy the update's ratio divides by. Truncation at the step
+limit is treated as termination.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from flare_sim import FAMILIES, TRAIN_FAMILIES, GridhouseEnv, make_vector_env
+from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.evaluate import evaluate_policy, save_results
+from flare_training.model import ActorCritic
+
+_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
+_STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
+
+
+@dataclass
+class PPOConfig:
+    out: str = "runs/ppo"
+    init: str = ""  # BC checkpoint to fine-tune; empty = RL from scratch (random policy)
+    visual_from: str = ""  # from scratch: checkpoint whose frozen visual encoder and inputs to use
+    total_env_steps: int = 1_000_000
+    num_envs: int = 16
+    rollout: int = 128
+    epochs: int = 4
+    minibatches: int = 4  # over envs: sequences stay whole
+    lr: float = 2e-5
+    lr_multiplier: float = 1.0  # ablation: 10
+    entropy_coef: float = 0.0  # FLaRe: no entropy bonus; ablation: 0.01
+    clip: float = 0.1
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    max_grad_norm: float = 0.5
+    value_coef: float = 0.5
+    critic_warmup_updates: int = 5  # value-only updates before the policy moves; 0 disables
+    shared_critic: bool = False  # ablation: value head on the actor's network
+    families: tuple[str, ...] = TRAIN_FAMILIES
+    eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
+    eval_episodes: int = 30  # per family, during training
+    final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
+    asynchronous: bool = False  # envs in subprocesses; in-process is faster on 2 cores
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = torch's default
+
+    @property
+    def batch_steps(self) -> int:
+        return self.num_envs * self.rollout
+
+
+def build_model(config: PPOConfig) -> tuple[ActorCritic, object, dict]:
+    """From a BC checkpoint (FLaRe) or from scratch (random policy over the same frozen visual encoder)."""
+    source = config.init or config.visual_from
+    if not source:
+        raise ValueError("give --init (a BC checkpoint to fine-tune) or --visual-from (for RL from scratch)")
+    model, adapter, payload = load_checkpoint(source, shared_critic=config.shared_critic)
+    if not config.init:
+        torch.manual_seed(config.seed)
+        fresh = ActorCritic(model.config, adapter.camera_shapes)
+        fresh.visual.load_state_dict(model.visual.state_dict())
+        model = fresh
+    model.visual.requires_grad_(False)
+    return model, adapter, payload
+
+
+class EpisodeHistory:
+    """Per env, the model inputs of its current episode so far (the next rollout's prefix)."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.steps: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(num_envs)]
+
+    def add(self, inputs: dict[str, torch.Tensor], done: np.ndarray) -> None:
+        for i, steps in enumerate(self.steps):
+            steps.append({k: inputs[k][i] for k in _STEP_KEYS})
+            if done[i]:
+                steps.clear()
+
+    def lengths(self) -> torch.Tensor:
+        return torch.tensor([len(s) for s in self.steps])
+
+
+def _pad_rows(rows: list[list[dict[str, torch.Tensor]]], length: int, like: dict) -> dict[str, torch.Tensor]:
+    """Left-aligned rows of per-step inputs -> [B, length, ...] shaped like one step of `like`; zero padding."""
+    out = {}
+    for k in _STEP_KEYS:
+        t = torch.zeros(len(rows), length, *like[k].shape, dtype=like[k].dtype)
+        for i, r in enumerate(rows):
+            if r:
+                t[i, : len(r)] = torch.stack([s[k] for s in r])
+        out[k] = t
+    return out
+
+
+def build_sequences(prefix: list, rollout: dict[str, torch.Tensor], dones: torch.Tensor, last: dict) -> dict:
+    """[prefix | rollout (T) | next observation] per env, left-aligned, with episode ids and positions.
+
+    Returns the batch for `ActorCritic.sequence` plus `index` [B, T + 1]: where each rollout step and the
+    bootstrap observation sit in its row.
+    """
+    n, t = dones.shape[1], dones.shape[0]
+    p = torch.tensor([len(r) for r in prefix])
+    length = int(p.max()) + t + 1
+    batch = _pad_rows(prefix, length, {k: last[k][0] for k in _STEP_KEYS})
+    index = p[:, None] + torch.arange(t + 1)[None]  # [B, T+1]
+    rows = torch.arange(n)[:, None]
+    for k in _STEP_KEYS:
+        steps = torch.cat([rollout[k], last[k][None]], dim=0).transpose(0, 1)  # [B, T+1, ...]
+        batch[k][rows, index] = steps
+    # Episode ids: a new episode starts after every done; padding gets ids of its own.
+    starts = torch.cat([torch.zeros(1, n, dtype=torch.long), dones.long()], dim=0).transpose(0, 1).cumsum(1)
+    episode = -1 - torch.arange(length)[None].repeat(n, 1)
+    episode[rows, index] = starts
+    valid_prefix = torch.arange(length)[None] < p[:, None]
+    episode[valid_prefix] = 0
+    batch["episode"] = episode
+    batch["index"] = index
+    return batch
+
+
+def gae(rewards, values, dones, bootstrap, gamma, lam):
+    """Generalised advantage estimation over [T, B]; `dones[t]` ends the episode after step t."""
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(bootstrap)
+    for t in reversed(range(rewards.shape[0])):
+        next_value = bootstrap if t == rewards.shape[0] - 1 else values[t + 1]
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_value * live - values[t]
+        last = delta + gamma * lam * live * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def ppo_losses(model, batch, index, actions, old_logprob, advantages, returns, clip) -> dict[str, torch.Tensor]:
+    """Clipped surrogate, value loss and entropy for whole-sequence rows; also KL and clip-fraction stats.
+
+    index [B, T+1] locates each rollout step (and the bootstrap observation) in its row; the other per-step
+    tensors are [B, T]. Advantages are normalised per minibatch.
+    """
+    logits, values = model.sequence(batch)
+    idx = index[:, :-1]
+    logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~_MASK, float("-inf")), -1)
+    logprob = logp_all.gather(2, actions[..., None])[..., 0]
+    entropy = -(logp_all.exp() * logp_all.masked_fill(~_MASK, 0.0)).sum(-1).mean()
+    ratio = (logprob - old_logprob).exp()
+    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+    value_loss = 0.5 * (_gather(values, idx) - returns).pow(2).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - ratio.log()).mean()
+        clip_fraction = ((ratio - 1).abs() > clip).float().mean()
+    return {
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": approx_kl,
+        "clip_fraction": clip_fraction,
+    }
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [B, L, ...] at index [B, K] -> [B, K, ...]."""
+    return x[torch.arange(x.shape[0])[:, None], index]
+
+
+def train_ppo(config: PPOConfig) -> Path:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    ckpt_path = out / CHECKPOINT_NAME
+
+    # --- model, optimiser, resume ---------------------------------------------------------------------
+    resume = ckpt_path.exists()
+    if resume:
+        model, adapter, payload = load_checkpoint(ckpt_path)
+        model.visual.requires_grad_(False)
+    else:
+        model, adapter, payload = build_model(config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr * config.lr_multiplier, eps=1e-5)
+    update, env_steps, evals = 0, 0, []
+    if resume:
+        if payload.get("kind") != "ppo":
+            raise RuntimeError(f"{ckpt_path} is a {payload.get('kind')} checkpoint, not a PPO run to resume")
+        optimizer.load_state_dict(payload["optimizer"])
+        update, env_steps, evals = payload["update"], payload["env_steps"], payload["evals"]
+        torch.set_rng_state(payload["torch_rng"])
+        print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
+    else:
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    total_updates = -(-config.total_env_steps // config.batch_steps)
+    writer = SummaryWriter(out / "tb")
+    metrics_log = open(out / "metrics.jsonl", "a")
+
+    # --- environments (fresh episodes on resume: a killed run's env state is gone) ----------------------
+    n, T = config.num_envs, config.rollout
+    envs = make_vector_env(n, families=config.families, split="train", asynchronous=config.asynchronous)
+    obs, _ = envs.reset(seed=config.seed * 100_003 + update)
+    actor_cache, critic_cache = model.new_caches(n)
+    history = EpisodeHistory(n)
+    recent = defaultdict(lambda: deque(maxlen=100))  # family -> recent training-episode outcomes
+    generator = torch.Generator().manual_seed(config.seed * 7919 + update)
+
+    def step_inputs(observation) -> dict[str, torch.Tensor]:
+        inputs = adapter.step_inputs(observation)
+        with torch.no_grad():
+            inputs["visual"] = model.visual(adapter.frames(observation))
+        inputs["step"] = actor_cache.step
+        return inputs
+
+    def evaluate_now(episodes: int, families: tuple[str, ...]) -> dict:
+        return evaluate_policy(model, adapter, families, episodes, seed=config.seed, progress=False)
+
+    if not evals:
+        evals.append({"env_steps": 0, "results": evaluate_now(config.eval_episodes, config.families)})
+    bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update")
+    start_time, start_steps = time.perf_counter(), env_steps
+    while update < total_updates:
+        update += 1
+        model.eval()
+        # --- rollout: KV-caches primed with each env's episode so far, under the current weights -----------
+        prefix = [list(s) for s in history.steps]
+        with torch.no_grad():
+            lengths = history.lengths()
+            pre = _pad_rows(prefix, int(lengths.max()), {k: v[0] for k, v in step_inputs(obs).items()})
+            pre["episode"] = torch.zeros_like(pre["step"])
+            model.actor.prime(pre, lengths, actor_cache)
+            if model.critic is not None:
+                model.critic.prime(pre, lengths, critic_cache)
+        store = defaultdict(list)
+        with torch.no_grad():
+            for _ in range(T):
+                inputs = step_inputs(obs)
+                logits, value = model.step(inputs, actor_cache, critic_cache)
+                logits = logits.masked_fill(~_MASK, float("-inf"))
+                action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
+                logprob = torch.log_softmax(logits, -1).gather(1, action[:, None])[:, 0]
+                obs, reward, terminated, truncated, info = envs.step(action.numpy())
+                done = terminated | truncated
+                for k in _STEP_KEYS:
+                    store[k].append(inputs[k])
+                store["action"].append(action)
+                store["logprob"].append(logprob)
+                store["reward"].append(torch.as_tensor(reward, dtype=torch.float32))
+                store["done"].append(torch.as_tensor(done, dtype=torch.float32))
+                history.add(inputs, done)
+                rows = np.flatnonzero(done)
+                if len(rows):
+                    actor_cache.reset(torch.as_tensor(rows))
+                    if critic_cache is not None:
+                        critic_cache.reset(torch.as_tensor(rows))
+                    for i in rows:
+                        recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
+            last = step_inputs(obs)
+        env_steps += n * T
+        roll = {k: torch.stack(v) for k, v in store.items()}  # [T, B, ...]
+
+        # --- sequences, old log-probs and values under the current weights, advantages ---------------------
+        seq = build_sequences(prefix, {k: roll[k] for k in _STEP_KEYS}, roll["done"], last)
+        index = seq.pop("index")
+        with torch.no_grad():
+            logits, values = model.sequence(seq)
+            values = _gather(values, index)  # [B, T+1]
+            old_logits = _gather(logits, index[:, :-1]).masked_fill(~_MASK, float("-inf"))
+            old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
+        cache_vs_sequence = (old_logprob - roll["logprob"].T).abs().max().item()
+        advantages, returns = gae(
+            roll["reward"], values[:, :-1].T, roll["done"], values[:, -1], config.gamma, config.gae_lambda
+        )
+        advantages, returns = advantages.T, returns.T  # [B, T]
+
+        # --- optimise: epochs x minibatches of whole env sequences -------------------------------------------
+        model.train()
+        warmup = update <= config.critic_warmup_updates
+        stats = defaultdict(list)
+        for _ in range(config.epochs):
+            for rows in torch.randperm(n).chunk(config.minibatches):
+                mb = {k: v[rows] for k, v in seq.items()}
+                terms = ppo_losses(
+                    model, mb, index[rows], roll["action"].T[rows], old_logprob[rows], advantages[rows],
+                    returns[rows], config.clip,
+                )  # fmt: skip
+                loss = config.value_coef * terms["value_loss"]
+                if not warmup:
+                    loss = loss + terms["policy_loss"] - config.entropy_coef * terms["entropy"]
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                for k, v in terms.items():
+                    stats[k].append(v.item())
+
+        # --- log, evaluate, checkpoint -------------------------------------------------------------------------
+        sps = (env_steps - start_steps) / (time.perf_counter() - start_time)
+        row = {
+            "update": update,
+            "env_steps": env_steps,
+            "sps": sps,
+            "critic_warmup": warmup,
+            "cache_vs_sequence_logprob": cache_vs_sequence,
+            **{k: float(np.mean(v)) for k, v in stats.items()},
+            **{f"train_success/{f}": float(np.mean(r)) for f, r in recent.items() if r},
+        }
+        for k, v in row.items():
+            if k not in ("update", "env_steps") and not isinstance(v, bool):
+                writer.add_scalar(k if "/" in k else f"ppo/{k}", v, env_steps)
+        metrics_log.write(json.dumps(row) + "\n")
+        metrics_log.flush()
+        if env_steps // config.eval_every > evals[-1]["env_steps"] // config.eval_every or update == total_updates:
+            results = evaluate_now(config.eval_episodes, config.families)
+            evals.append({"env_steps": env_steps, "results": results})
+            for f, r in results.items():
+                writer.add_scalar(f"eval_success/{f}", r["success"], env_steps)
+            bar.write(
+                f"{env_steps:>9,} steps  eval " + "  ".join(f"{f} {r['success']:.0%}" for f, r in results.items())
+            )
+        mean_train = np.mean([np.mean(r) for r in recent.values() if r]) if recent else 0.0
+        bar.set_postfix(sps=f"{sps:.0f}", train_success=f"{mean_train:.0%}", kl=f"{row['approx_kl']:.4f}")
+        bar.update()
+        state = {"update": update, "env_steps": env_steps, "evals": evals, "config": asdict(config)}
+        save_checkpoint(ckpt_path, model, adapter, kind="ppo", optimizer=optimizer.state_dict(),
+                        torch_rng=torch.get_rng_state(), **state)  # fmt: skip
+    bar.close()
+    envs.close()
+    metrics_log.close()
+    (out / "evals.json").write_text(json.dumps(evals, indent=2) + "\n")
+    if config.final_eval_episodes:
+        results = evaluate_policy(model, adapter, tuple(FAMILIES), config.final_eval_episodes, seed=config.seed)
+        save_results(out / "eval.json", results, kind="ppo", env_steps=env_steps, episodes=config.final_eval_episodes)
+        for family, r in results.items():
+            print(f"  {family:<20} success {r['success']:.0%}  steps {r['mean_steps']:.1f}")
+    writer.close()
+    return ckpt_path

@@ -1,0 +1,207 @@
+"""Policy model and FLaRe PPO: KV-cache parity, masking, a PPO update that improves, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from flare_core import get_embodiment
+from flare_training.checkpoint import load_checkpoint, save_checkpoint
+from flare_training.evaluate import choose
+from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.model import ActorCritic, ModelConfig
+from flare_training.ppo import PPOConfig, _pad_rows, build_sequences, ppo_losses, train_ppo
+
+GRID = torch.from_numpy(get_embodiment("gridhouse").mask)
+TINY = ModelConfig(d_model=32, layers=2, heads=4, max_context=40, visual_dim=16, goal_dim=16, vocab_size=40)
+KEYS = ("visual", "goal", "prev_action", "holding", "step")
+
+
+def _episodes(boundaries: list[list[int]], length: int, visual_dim: int = 32, seed: int = 0) -> dict:
+    """Random step inputs for rows whose episodes restart at the given steps."""
+    g = torch.Generator().manual_seed(seed)
+    b = len(boundaries)
+    episode = torch.zeros(b, length, dtype=torch.long)
+    for row, starts in enumerate(boundaries):
+        for s in starts:
+            episode[row, s:] += 1
+    step = torch.zeros_like(episode)
+    for t in range(1, length):
+        step[:, t] = torch.where(episode[:, t] == episode[:, t - 1], step[:, t - 1] + 1, 0)
+    return {
+        "visual": torch.randn(b, length, visual_dim, generator=g),
+        "goal": torch.randint(0, TINY.vocab_size, (b, length, TINY.max_goal_tokens), generator=g),
+        "prev_action": torch.randint(0, 21, (b, length), generator=g),
+        "holding": torch.randint(0, 2, (b, length), generator=g),
+        "step": step,
+        "episode": episode,
+    }
+
+
+@pytest.mark.parametrize("shared_critic", [False, True])
+def test_kv_cache_steps_equal_full_sequence_across_episode_boundaries(shared_critic):
+    torch.manual_seed(0)
+    model = ActorCritic(ModelConfig(**{**TINY.__dict__, "shared_critic": shared_critic}), {"nav": (8, 8)}).eval()
+    batch = _episodes([[], [7], [5, 12, 13]], length=24, visual_dim=model.visual.out_dim)
+    with torch.no_grad():
+        logits, values = model.sequence(batch)
+        actor_cache, critic_cache = model.new_caches(3)
+        step_logits, step_values = [], []
+        for t in range(24):
+            new = (batch["step"][:, t] == 0).nonzero()[:, 0]
+            actor_cache.reset(new)
+            if critic_cache is not None:
+                critic_cache.reset(new)
+            out = model.step({k: batch[k][:, t] for k in KEYS[:4]}, actor_cache, critic_cache)
+            step_logits.append(out[0])
+            step_values.append(out[1])
+    torch.testing.assert_close(torch.stack(step_logits, 1), logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.stack(step_values, 1), values, atol=1e-5, rtol=0)
+
+
+def test_primed_cache_continues_like_the_full_sequence():
+    torch.manual_seed(1)
+    model = ActorCritic(TINY, {"nav": (8, 8)}).eval()
+    full = _episodes([[], [], []], length=20, visual_dim=model.visual.out_dim)
+    lengths = torch.tensor([6, 0, 11])  # each row's episode so far; then step on from there
+    with torch.no_grad():
+        logits, _ = model.sequence(full)
+        rows = [[{k: full[k][r, t] for k in KEYS} for t in range(n)] for r, n in enumerate(lengths.tolist())]
+        prefix = _pad_rows(rows, int(lengths.max()), {k: full[k][0, 0] for k in KEYS})
+        prefix["episode"] = torch.zeros_like(prefix["step"])
+        cache, _ = model.new_caches(3)
+        model.actor.prime(prefix, lengths, cache)
+        out = model.actor.step({k: full[k][torch.arange(3), lengths] for k in KEYS[:4]}, cache)["logits"]
+    torch.testing.assert_close(out, logits[torch.arange(3), lengths], atol=1e-5, rtol=0)
+
+
+def test_masked_actions_are_never_sampled():
+    logits = torch.zeros(2000, 20)
+    logits[:, ~GRID] = 30.0  # the policy prefers masked actions overwhelmingly
+    for greedy in (True, False):
+        actions = choose(logits, greedy=greedy, generator=torch.Generator().manual_seed(0))
+        assert GRID[actions].all()
+    assert len(set(choose(logits, greedy=False).tolist())) == int(GRID.sum())
+
+
+def test_build_sequences_places_rollout_after_each_prefix():
+    t, n = 5, 2
+    step = {k: torch.zeros(n, dtype=torch.long) for k in KEYS}
+    step["visual"] = torch.zeros(n, 3)
+    prefix = [[{**{k: v[0] for k, v in step.items()}, "step": torch.tensor(i)} for i in range(3)], []]
+    rollout = {k: torch.stack([v] * t) for k, v in step.items()}
+    dones = torch.zeros(t, n)
+    dones[1, 1] = 1.0  # env 1's episode ends after rollout step 1
+    seq = build_sequences(prefix, rollout, dones, step)
+    assert seq["index"].tolist() == [[3, 4, 5, 6, 7, 8], [0, 1, 2, 3, 4, 5]]
+    assert seq["episode"][0, :9].tolist() == [0] * 9
+    assert seq["episode"][1, :6].tolist() == [0, 0, 1, 1, 1, 1]
+    assert (seq["episode"][1, 6:] < 0).all()  # padding never shares an episode
+
+
+def test_ppo_update_improves_its_objective_on_a_tiny_problem():
+    """One action has positive advantage everywhere: PPO steps raise its probability and lower the loss."""
+    torch.manual_seed(0)
+    model = ActorCritic(TINY, {"nav": (8, 8)})
+    seq = _episodes([[], [4]], length=9, visual_dim=model.visual.out_dim)
+    index = torch.arange(9)[None].repeat(2, 1)
+    favoured = 2  # 'l', valid in the gridhouse
+    actions = torch.randint(0, 20, (2, 8)).clamp(max=0) + torch.tensor([0, 1, 2, 8, 19, 4, 5, 2])[None]
+    with torch.no_grad():
+        logits, _ = model.sequence(seq)
+        old = torch.log_softmax(logits[:, :8].masked_fill(~GRID, float("-inf")), -1)
+        old_logprob = old.gather(2, actions[..., None])[..., 0]
+    advantages = torch.where(actions == favoured, 1.0, -0.2)
+    returns = torch.ones(2, 8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    first = None
+    for _ in range(10):
+        terms = ppo_losses(model, seq, index, actions, old_logprob, advantages, returns, clip=0.2)
+        loss = terms["policy_loss"] + 0.5 * terms["value_loss"]
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        logits, _ = model.sequence(seq)
+        new = torch.softmax(logits[:, :8].masked_fill(~GRID, float("-inf")), -1)
+    assert loss.item() < first
+    assert (new[..., favoured] > old.exp()[..., favoured]).all()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    adapter = ObservationAdapter(gridhouse_tokenizer(TINY.max_goal_tokens), gridhouse_cameras())
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY.__dict__, "max_context": 128, "vocab_size": len(adapter.tokenizer)})
+    path = tmp_path / "bc" / "checkpoint.pt"
+    save_checkpoint(path, ActorCritic(config, adapter.camera_shapes), adapter, kind="bc")
+    return path
+
+
+def _tiny_ppo(out: Path, init: Path, updates: int, **kw) -> PPOConfig:
+    return PPOConfig(
+        out=str(out),
+        init=str(init),
+        num_envs=2,
+        rollout=16,
+        total_env_steps=2 * 16 * updates,
+        eval_every=10**9,
+        eval_episodes=1,
+        final_eval_episodes=0,
+        critic_warmup_updates=1,
+        **kw,
+    )
+
+
+def test_ppo_rollout_cache_matches_update_sequences(tmp_path, tiny_checkpoint):
+    train_ppo(_tiny_ppo(tmp_path / "run", tiny_checkpoint, updates=4))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    # Critic warm-up: value-only, so the actor does not move (KL exactly 0); afterwards it does.
+    assert rows[0]["critic_warmup"] and rows[0]["approx_kl"] == 0.0
+    assert not rows[1]["critic_warmup"] and all(r["approx_kl"] > 0 for r in rows[1:])
+    # The policy that acted (through its KV-cache) is the one the update divides by.
+    assert max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
+
+
+def test_from_scratch_keeps_only_the_visual_encoder(tmp_path, tiny_checkpoint):
+    from flare_training.ppo import build_model
+
+    bc, _, _ = load_checkpoint(tiny_checkpoint)
+    scratch, _, _ = build_model(PPOConfig(visual_from=str(tiny_checkpoint), seed=3))
+    for a, b in zip(bc.visual.parameters(), scratch.visual.parameters(), strict=True):
+        assert torch.equal(a, b) and not b.requires_grad
+    assert not torch.equal(bc.actor.heads["logits"].weight, scratch.actor.heads["logits"].weight)
+
+
+def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "flare_training", "ppo", "--out", str(out), "--init", str(tiny_checkpoint),
+           "--num-envs", "2", "--rollout", "16", "--total-env-steps", str(2 * 16 * 40), "--eval-every", "1000000000",
+           "--eval-episodes", "1", "--final-eval-episodes", "0", "--critic-warmup-updates", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = torch.load(out / "checkpoint.pt", weights_only=False)["update"]
+    assert 3 <= done_before < 40
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"from update {done_before}" in resumed.stdout + resumed.stderr
+    final = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert final["update"] == 40 and final["env_steps"] == 40 * 32
+    updates = [json.loads(line)["update"] for line in metrics.read_text().splitlines()]
+    assert updates[-(40 - done_before) :] == list(range(done_before + 1, 41))  # continued, not restarted
+    assert updates.count(1) == 1
