@@ -35,7 +35,7 @@ def test_observations_follow_the_contract():
     env = GridhouseEnv()
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
-    assert obs["nav_rgb"].shape == (56, 56, 3) and obs["manip_rgb"].shape == (48, 48, 3)
+    assert obs["nav_rgb"].shape == (56, 56, 3) and obs["manip_rgb"].shape == (24, 24, 3)
     assert obs["prev_action"] == NO_PREVIOUS_ACTION and obs["holding"] == 0
     assert obs["goal"] and info["family"] in TRAIN_FAMILIES
     obs, *_ = env.step(action_by_name("l").index)
@@ -167,7 +167,7 @@ def test_holding_shows_in_the_manipulation_camera():
     empty_handed, *_ = env.reset(seed=3, options={"house": 3})
     holding, *_ = run_expert(env, stop_before_end=True)
     assert holding["holding"] == 1
-    gripper = slice(32, 48), slice(16, 32)  # the agent's own cell: bottom centre of the 3 x 3 view
+    gripper = slice(16, 24), slice(8, 16)  # the agent's own cell: bottom centre of the 3 x 3 view
     assert not np.array_equal(holding["manip_rgb"][gripper], empty_handed["manip_rgb"][gripper])
 
 
@@ -184,3 +184,21 @@ def test_vector_env_keeps_goal_text_and_autoresets():
         assert (info["expert_action"] >= 0).all()
     finally:
         envs.close()
+
+
+def test_fast_object_descriptions_match_babyai():
+    from minigrid.envs.babyai.core.verifier import ObjDesc
+
+    from flare_sim.tasks import FastObjDesc
+
+    env = GridhouseEnv(families=tuple(FAMILIES))
+    for seed in range(40):
+        env.reset(seed=seed)
+        level = env.level
+        for obj in [o for row in level.room_grid for room in row for o in room.objs][:4]:
+            for args in ((obj.type, obj.color), (None, obj.color), (obj.type, None, "left"), (obj.type, None, "front")):
+                ours, theirs = FastObjDesc(*args), ObjDesc(*args)
+                assert ours.find_matching_objs(level) == theirs.find_matching_objs(level)
+                assert ours.find_matching_objs(level, use_location=False) == theirs.find_matching_objs(
+                    level, use_location=False
+                )

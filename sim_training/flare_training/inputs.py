@@ -18,7 +18,7 @@ from flare_sim import GOAL_WORDS
 CAMERA_KEYS = {"nav": "nav_rgb", "manip": "manip_rgb"}
 
 
-def gridhouse_cameras(nav_px: int = 56, manip_px: int = 48) -> tuple[CameraSpec, ...]:
+def gridhouse_cameras(nav_px: int = 56, manip_px: int = 24) -> tuple[CameraSpec, ...]:
     """Gridhouse frames are already the model's size: preprocessing only normalises them."""
     return (
         CameraSpec("nav", PreprocessConfig(nav_px, nav_px)),

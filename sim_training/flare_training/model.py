@@ -269,8 +269,9 @@ class KVCache:
             )
         self.keys[layer][self._rows, :, self.length] = k[:, :, 0]
         self.values[layer][self._rows, :, self.length] = v[:, :, 0]
-        mask = (self._positions[None, :] <= self.length[:, None])[:, None, None, :]
-        return self.keys[layer], self.values[layer], mask
+        filled = int(self.length.max()) + 1  # attend over the filled part of the buffers only
+        mask = (self._positions[None, :filled] <= self.length[:, None])[:, None, None, :]
+        return self.keys[layer][:, :, :filled], self.values[layer][:, :, :filled], mask
 
     def advance(self) -> None:
         self.length += 1

@@ -237,6 +237,7 @@ def train_ppo(config: PPOConfig) -> Path:
     while update < total_updates:
         update += 1
         model.eval()
+        rollout_start = time.perf_counter()
         # --- rollout: KV-caches primed with each env's episode so far, under the current weights -----------
         prefix = [list(s) for s in history.steps]
         with torch.no_grad():
@@ -289,6 +290,7 @@ def train_ppo(config: PPOConfig) -> Path:
         advantages, returns = advantages.T, returns.T  # [B, T]
 
         # --- optimise: epochs x minibatches of whole env sequences -------------------------------------------
+        update_start = time.perf_counter()
         model.train()
         warmup = update <= config.critic_warmup_updates
         stats = defaultdict(list)
@@ -315,6 +317,8 @@ def train_ppo(config: PPOConfig) -> Path:
             "update": update,
             "env_steps": env_steps,
             "sps": sps,
+            "rollout_s": update_start - rollout_start,
+            "update_s": time.perf_counter() - update_start,
             "critic_warmup": warmup,
             "cache_vs_sequence_logprob": cache_vs_sequence,
             **{k: float(np.mean(v)) for k, v in stats.items()},

@@ -88,10 +88,18 @@ def preprocess(frame: np.ndarray, config: PreprocessConfig, camera: str = "camer
     img = img[top:bottom, left:right]
     if img.shape[:2] != (config.height, config.width):
         img = cv2.resize(np.ascontiguousarray(img), (config.width, config.height), interpolation=cv2.INTER_AREA)
-    out = img.astype(np.float32) * np.float32(1.0 / 255.0)
-    out -= np.asarray(config.mean, dtype=np.float32)
-    out /= np.asarray(config.std, dtype=np.float32)
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    return _normalise(np.ascontiguousarray(img).transpose(2, 0, 1)[None], config)[0]
+
+
+def _normalise(chw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """uint8 [B, 3, H, W] -> float32 ((x / 255) - mean) / std, as one scale-and-offset pass."""
+    std = np.asarray(config.std, dtype=np.float64)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)[:, None, None]
+    offset = (-np.asarray(config.mean, dtype=np.float64) / std).astype(np.float32)[:, None, None]
+    out = np.ascontiguousarray(chw).astype(np.float32)
+    out *= scale
+    out += offset
+    return out
 
 
 def preprocess_batch(frames: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
@@ -106,7 +114,4 @@ def preprocess_batch(frames: np.ndarray, config: PreprocessConfig, camera: str =
     geometric = config.rotate_cw or any((config.crop_top, config.crop_bottom, config.crop_left, config.crop_right))
     if geometric or frames.shape[1:3] != (config.height, config.width):
         return np.stack([preprocess(f, config, camera) for f in frames])
-    out = frames.astype(np.float32) * np.float32(1.0 / 255.0)
-    out -= np.asarray(config.mean, dtype=np.float32)
-    out /= np.asarray(config.std, dtype=np.float32)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    return _normalise(frames.transpose(0, 3, 1, 2), config)

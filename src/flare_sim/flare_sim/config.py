@@ -20,7 +20,7 @@ class GridhouseConfig:
     room_size: int = 6  # cells per room side, walls included
     objects_per_room: int = 2  # keys, balls and boxes scattered over the house (on average per room)
     nav_tile_px: int = 8  # navigation camera: 7 x 7 cells ahead of the agent
-    manip_tile_px: int = 16  # manipulation camera: the 3 x 3 cells around the gripper
+    manip_tile_px: int = 8  # manipulation camera: the 3 x 3 cells around the gripper
     success_reward: float = 10.0  # FLaRe: sparse reward, success only
     step_limit_scale: float = 1.0  # multiplies every family's step limit
 

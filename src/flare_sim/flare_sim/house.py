@@ -35,10 +35,10 @@ class HouseLevel(RoomGridLevel):
     def _rand_int(self, low: int, high: int) -> int:
         # minigrid draws each integer through numpy's Generator (~3 us a call, hundreds per house); a Python
         # RNG seeded from it at every reset keeps houses deterministic per seed at a tenth of the cost.
-        return self._house_rng.randrange(low, high)
+        return low + int(self._house_rng.random() * (high - low))
 
     def _rand_pos(self, x_low: int, x_high: int, y_low: int, y_high: int) -> tuple[int, int]:
-        return self._house_rng.randrange(x_low, x_high), self._house_rng.randrange(y_low, y_high)
+        return self._rand_int(x_low, x_high), self._rand_int(y_low, y_high)
 
     def _gen_grid(self, width: int, height: int) -> None:
         self._house_rng = random.Random(int(self.np_random.integers(2**63)))

@@ -40,8 +40,50 @@ class TaskFamily:
     pose: Callable[[HouseLevel, list[WorldObj]], Instr]
 
 
+class FastObjDesc(ObjDesc):
+    """BabyAI's object description with the same matching rules, scanning only the grid's occupied cells.
+
+    BabyAI calls `find_matching_objs` two or three times per house over every cell; this is most of a reset.
+    """
+
+    def find_matching_objs(self, env, use_location=True):
+        env = env.unwrapped
+        if use_location:
+            self.obj_set = []
+        self.obj_poss = []
+        agent_room = env.room_from_pos(*env.agent_pos)
+        width = env.grid.width
+        d1 = DIR_TO_VEC[env.agent_dir]
+        d2 = (-d1[1], d1[0])
+        # The grid is row-major (index = y * width + x); BabyAI scans column-major (x outer), so sort to match.
+        cells = sorted(((i % width, i // width), c) for i, c in enumerate(env.grid.grid) if c is not None)
+        for (i, j), cell in cells:
+            if not use_location and not any(cell is obj for obj in self.obj_set):
+                continue
+            if (self.type is not None and cell.type != self.type) or (
+                self.color is not None and cell.color != self.color
+            ):
+                continue
+            if use_location and self.loc in ("left", "right", "front", "behind"):
+                if not agent_room.pos_inside(i, j):
+                    continue
+                v = (i - env.agent_pos[0], j - env.agent_pos[1])
+                matches = {
+                    "left": dot_product(v, d2) < 0,
+                    "right": dot_product(v, d2) > 0,
+                    "front": dot_product(v, d1) > 0,
+                    "behind": dot_product(v, d1) < 0,
+                }
+                if not matches[self.loc]:
+                    continue
+            if use_location:
+                self.obj_set.append(cell)
+            self.obj_poss.append((i, j))
+        return self.obj_set, self.obj_poss
+
+
 def _desc(obj: WorldObj) -> ObjDesc:
-    return ObjDesc(obj.type, obj.color)
+    return FastObjDesc(obj.type, obj.color)
 
 
 def _pose_objectnav(level: HouseLevel, objs: list[WorldObj]) -> Instr:
@@ -88,7 +130,7 @@ def _pose_objectnav_relative(level: HouseLevel, objs: list[WorldObj]) -> Instr:
     locs = [
         loc for loc, ok in (("right", side > 0), ("left", side < 0), ("front", ahead > 0), ("behind", ahead < 0)) if ok
     ]
-    return GoToInstr(ObjDesc(obj.type, None, level._rand_elem(locs)))
+    return GoToInstr(FastObjDesc(obj.type, None, level._rand_elem(locs)))
 
 
 def _pose_pickup_attribute(level: HouseLevel, objs: list[WorldObj]) -> Instr:
@@ -97,7 +139,7 @@ def _pose_pickup_attribute(level: HouseLevel, objs: list[WorldObj]) -> Instr:
     colors = sorted({o.color for o in objs} - door_colors)  # "a red object" must not match a red door
     if not colors:
         raise RejectSampling("every object colour is also a door colour")
-    return PickupInstr(ObjDesc(None, level._rand_elem(colors)))
+    return PickupInstr(FastObjDesc(None, level._rand_elem(colors)))
 
 
 FAMILIES: dict[str, TaskFamily] = {
