@@ -149,7 +149,7 @@ def train_bc(config: BCConfig) -> Path:
 
     adapter = ObservationAdapter(gridhouse_tokenizer(config.model.max_goal_tokens), gridhouse_cameras())
     model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(adapter.tokenizer)})
-    model = ActorCritic(model_config, adapter.camera_shapes)
+    model = ActorCritic(model_config, adapter.camera_shapes, adapter.tokenizer.vocab)
     params = list(model.visual.parameters()) + list(model.actor.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     order = rng.permutation(len(demos))

@@ -52,7 +52,7 @@ def load_checkpoint(
     adapter = ObservationAdapter(
         GoalTokenizer(payload["tokenizer"]["vocab"], payload["tokenizer"]["max_tokens"]), cameras
     )
-    model = ActorCritic(config, adapter.camera_shapes)
+    model = ActorCritic(config, adapter.camera_shapes, adapter.tokenizer.vocab)
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     # Switching the critic layout (separate <-> shared) leaves critic weights to initialise fresh; nothing else may.
     bad = [k for k in missing + unexpected if not (k.startswith("critic.") or k.startswith("actor.heads.value"))]

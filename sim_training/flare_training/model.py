@@ -10,7 +10,6 @@ Time encoding is the step index within the episode, so both see identical inputs
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -24,13 +23,15 @@ from flare_core.actions import NO_PREVIOUS_ACTION, NUM_ACTIONS
 class ModelConfig:
     """Architecture. Defaults are the embedded-simulator size; FLaRe's is d_model=512, layers=3, heads=8."""
 
-    d_model: int = 128
+    d_model: int = 96
     layers: int = 2
     heads: int = 4
     max_context: int = 128  # longest episode the cache holds (gridhouse step limits are <= 100)
     visual: str = "cnn"  # "cnn" (trained by BC) or "dinov2" (frozen, weights from dinov2_path)
     dinov2_path: str = ""
     visual_dim: int = 128  # per-camera feature size
+    goal_encoder: str = "words"  # "words" (trained embeddings) or "t5" (frozen T5 encoder from t5_path)
+    t5_path: str = ""
     goal_dim: int = 128
     goal_embed_dim: int = 32
     vocab_size: int = 64
@@ -44,6 +45,10 @@ class ModelConfig:
             raise ValueError(f"visual must be 'cnn' or 'dinov2', got {self.visual!r}")
         if self.visual == "dinov2" and not self.dinov2_path:
             raise ValueError("visual='dinov2' needs dinov2_path: a local directory with the weights (no downloads)")
+        if self.goal_encoder not in ("words", "t5"):
+            raise ValueError(f"goal_encoder must be 'words' or 't5', got {self.goal_encoder!r}")
+        if self.goal_encoder == "t5" and not self.t5_path:
+            raise ValueError("goal_encoder='t5' needs t5_path: a local directory with T5 weights and tokenizer")
 
     @property
     def head_dim(self) -> int:
@@ -127,7 +132,49 @@ class GoalEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Linear(config.max_goal_tokens * config.goal_embed_dim, config.goal_dim), nn.ReLU())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.embed(tokens).flatten(-2))
+        if tokens.shape[:-1].numel() < 512:  # single steps: de-duplicating costs more than it saves
+            return self.proj(self.embed(tokens).flatten(-2))
+        # Whole sequences: a goal is constant over an episode, so encode each distinct goal once.
+        flat = tokens.reshape(-1, tokens.shape[-1])
+        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        return self.proj(self.embed(unique).flatten(-2))[inverse].reshape(*tokens.shape[:-1], -1)
+
+
+class T5GoalEncoder(nn.Module):
+    """Frozen T5 encoder (Hugging Face T5EncoderModel + its tokenizer, from a local directory), mean-pooled.
+
+    It reads the same word ids as the word encoder: ids -> goal text (through the card's vocabulary) -> T5.
+    The encoder is frozen, so each distinct goal is encoded once and remembered.
+    """
+
+    def __init__(self, path: str, vocab: tuple[str, ...], out_dim: int) -> None:
+        super().__init__()
+        from transformers import AutoTokenizer, T5EncoderModel  # lazily: only this option needs transformers
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.t5 = T5EncoderModel.from_pretrained(path).requires_grad_(False).eval()
+        self.vocab = vocab
+        self.proj = nn.Sequential(nn.Linear(self.t5.config.d_model, out_dim), nn.ReLU())
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def train(self, mode: bool = True) -> T5GoalEncoder:
+        super().train(mode)
+        self.t5.eval()
+        return self
+
+    def _encode(self, text: str) -> torch.Tensor:
+        if text not in self._memo:
+            with torch.no_grad():
+                enc = self.tokenizer(text, return_tensors="pt")
+                hidden = self.t5(**enc).last_hidden_state[0]
+                self._memo[text] = (hidden * enc["attention_mask"][0, :, None]).sum(0) / enc["attention_mask"].sum()
+        return self._memo[text]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        flat = tokens.reshape(-1, tokens.shape[-1]).tolist()
+        texts = [" ".join(self.vocab[i] for i in row if i > 1) for row in flat]
+        feats = torch.stack([self._encode(t) for t in texts]).reshape(*tokens.shape[:-1], -1)
+        return self.proj(feats)
 
 
 # --- decoder -------------------------------------------------------------------------------------------------
@@ -167,10 +214,8 @@ class Attention(nn.Module):
         return q, k, v
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """mask: bool, True = may attend, broadcastable to [B, heads, Tq, Tk]."""
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        y = torch.softmax(scores, dim=-1) @ v
+        """mask: bool, True = may attend, broadcastable to [B, heads, Tq, Tk]; every query sees itself."""
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         b, _, t, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
 
@@ -185,10 +230,14 @@ class Block(nn.Module):
 class Decoder(nn.Module):
     """Fuses a step's inputs into one token and runs the causal transformer over tokens."""
 
-    def __init__(self, config: ModelConfig, visual_dim: int) -> None:
+    def __init__(self, config: ModelConfig, visual_dim: int, vocab: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.config = config
-        self.goal = GoalEncoder(config)
+        self.goal = (
+            T5GoalEncoder(config.t5_path, vocab, config.goal_dim)
+            if config.goal_encoder == "t5"
+            else GoalEncoder(config)
+        )
         self.prev_action = nn.Embedding(NO_PREVIOUS_ACTION + 1, 32)
         self.holding = nn.Embedding(2, 16)
         self.fuse = nn.Linear(visual_dim + config.goal_dim + 32 + 16, config.d_model)
@@ -280,9 +329,11 @@ class KVCache:
 class PolicyNetwork(nn.Module):
     """Goal/step fusion + decoder + head(s) over shared (frozen or trained) visual features."""
 
-    def __init__(self, config: ModelConfig, visual_dim: int, outputs: dict[str, int]) -> None:
+    def __init__(
+        self, config: ModelConfig, visual_dim: int, outputs: dict[str, int], vocab: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
-        self.decoder = Decoder(config, visual_dim)
+        self.decoder = Decoder(config, visual_dim, vocab)
         self.heads = nn.ModuleDict({name: nn.Linear(config.d_model, n) for name, n in outputs.items()})
 
     def _heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -319,14 +370,18 @@ class ActorCritic(nn.Module):
     """Visual encoder + actor (+ critic). FLaRe: the critic is a separate copy of the network; with
     `shared_critic` it is a value head on the actor's network (an ablation)."""
 
-    def __init__(self, config: ModelConfig, camera_shapes: dict[str, tuple[int, int]]) -> None:
+    def __init__(
+        self, config: ModelConfig, camera_shapes: dict[str, tuple[int, int]], vocab: tuple[str, ...] = ()
+    ) -> None:
+        """`vocab` (the goal tokenizer's) is needed only by the T5 goal encoder, to turn ids back into text."""
         super().__init__()
         self.config = config
         self.camera_shapes = dict(camera_shapes)
         self.visual = VisualEncoder(config, camera_shapes)
         outputs = {"logits": NUM_ACTIONS, "value": 1} if config.shared_critic else {"logits": NUM_ACTIONS}
-        self.actor = PolicyNetwork(config, self.visual.out_dim, outputs)
-        self.critic = None if config.shared_critic else PolicyNetwork(config, self.visual.out_dim, {"value": 1})
+        self.actor = PolicyNetwork(config, self.visual.out_dim, outputs, vocab)
+        critic = None if config.shared_critic else PolicyNetwork(config, self.visual.out_dim, {"value": 1}, vocab)
+        self.critic = critic
 
     def new_caches(self, batch: int) -> tuple[KVCache, KVCache | None]:
         device = next(self.parameters()).device

@@ -1,0 +1,82 @@
+"""End-to-end PPO throughput: env steps per second of FLaRe PPO (rollouts + updates) with the embedded model.
+
+Runs a few PPO updates with the default recipe and model (32 envs x 128-step rollouts, 4 epochs, separate
+critic), from fresh weights unless --init names a checkpoint, and reports the median over full updates: the
+first update is the only critic warm-up (value-only, cheaper) and pays one-time costs, so it is excluded.
+Baseline measured in the same run: the same envs stepped with no model (`env_only_sps`), so
+`sps_over_env_only` is the share of simulator speed that learning keeps. A fresh policy calls `end` often,
+so its episodes are short and resets frequent: pass --init runs/bc for a trained policy's episodes.
+
+    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flare_sim import GridhouseEnv, make_vector_env
+from flare_training.checkpoint import save_checkpoint
+from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.model import ActorCritic, ModelConfig
+from flare_training.ppo import PPOConfig, train_ppo
+
+
+def env_only_sps(num_envs: int, steps: int, seed: int = 0) -> float:
+    envs = make_vector_env(num_envs, asynchronous=False)
+    valid = np.flatnonzero(GridhouseEnv.embodiment.mask)
+    rng = np.random.default_rng(seed)
+    envs.reset(seed=seed)
+    envs.step(rng.choice(valid, size=num_envs))
+    start = time.perf_counter()
+    for _ in range(steps):
+        envs.step(rng.choice(valid, size=num_envs))
+    rate = steps * num_envs / (time.perf_counter() - start)
+    envs.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=6, help="PPO updates to run (the first is excluded)")
+    parser.add_argument("--init", default="", help="start from this checkpoint instead of fresh weights")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        init = args.init
+        if not init:
+            adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+            model = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
+            init = str(save_checkpoint(Path(tmp) / "init" / "checkpoint.pt", model, adapter, kind="bc"))
+        config = PPOConfig(out=f"{tmp}/run", init=init, eval_every=10**12, eval_episodes=1, final_eval_episodes=0,
+                           critic_warmup_updates=1)  # fmt: skip
+        config.total_env_steps = config.batch_steps * args.updates
+        print(f"PPO: {config.num_envs} envs x {config.rollout} steps, {config.epochs} epochs, {args.updates} updates")
+        train_ppo(config)
+        rows = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
+        rows = [r for r in rows if not r["critic_warmup"]]
+        batch = config.batch_steps
+        figures = {
+            "sps": statistics.median(batch / (r["rollout_s"] + r["update_s"]) for r in rows),
+            "rollout_sps": statistics.median(batch / r["rollout_s"] for r in rows),
+            "update_s": statistics.median(r["update_s"] for r in rows),
+            "env_only_sps": env_only_sps(config.num_envs, 200),
+        }
+    figures["sps_over_env_only"] = figures["sps"] / figures["env_only_sps"]
+    print(f"end to end {figures['sps']:.0f} env steps/s (rollouts {figures['rollout_sps']:.0f}/s, "
+          f"{figures['update_s']:.2f} s per update); env alone {figures['env_only_sps']:.0f}/s")  # fmt: skip
+    print(
+        " ".join(
+            f"{k}={v:.2f}" if k in ("update_s", "sps_over_env_only") else f"{k}={v:.0f}" for k, v in figures.items()
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

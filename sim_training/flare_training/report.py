@@ -1,0 +1,71 @@
+"""Results table (markdown) and learning curves (PNG) from run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from flare_sim import FAMILIES, HELD_OUT_FAMILIES
+
+
+def _load(run: Path) -> dict:
+    final = json.loads((run / "eval.json").read_text()) if (run / "eval.json").exists() else None
+    curve = json.loads((run / "evals.json").read_text()) if (run / "evals.json").exists() else []
+    return {"name": run.name, "final": final, "curve": curve}
+
+
+def results_table(runs: list[dict]) -> str:
+    header = (
+        "| run | env steps | "
+        + " | ".join(f + (" (held out)" if f in HELD_OUT_FAMILIES else "") for f in FAMILIES)
+        + " |"
+    )
+    lines = [header, "|" + " --- |" * (len(FAMILIES) + 2)]
+    for run in runs:
+        final = run["final"]
+        if final is None:
+            lines.append(f"| {run['name']} | (no final evaluation) |" + " |" * len(FAMILIES))
+            continue
+        cells = [f"{final['results'][f]['success']:.0%}" if f in final["results"] else "-" for f in FAMILIES]
+        lines.append(f"| {run['name']} | {final.get('env_steps', 0):,} | " + " | ".join(cells) + " |")
+    episodes = next((r["final"]["episodes"] for r in runs if r["final"]), "?")
+    lines.append("")
+    lines.append(f"Success rate over {episodes} unseen (evaluation-split) houses per family, sampling from the policy.")
+    return "\n".join(lines)
+
+
+def plot_curves(
+    runs: list[dict], path: Path, families: tuple[str, ...] = ("objectnav", "pickup", "fetch", "roomvisit")
+) -> Path:
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True)
+    for ax, family in zip(axes, families, strict=True):
+        for run in runs:
+            points = [(e["env_steps"], e["results"][family]["success"]) for e in run["curve"] if family in e["results"]]
+            if points:
+                x, y = zip(*points, strict=True)
+                ax.plot(x, y, marker="o", markersize=3, label=run["name"])
+        ax.set_title(family)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("success on unseen houses")
+    axes[0].set_ylim(0, 1)
+    axes[-1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dirs: list[Path], out: Path) -> None:
+    runs = [_load(r) for r in run_dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(results_table(runs) + "\n")
+    if any(r["curve"] for r in runs):
+        plot_curves([r for r in runs if r["curve"]], out / "learning_curves.png")
+    print(results_table(runs))
