@@ -1,4 +1,4 @@
-"""Command line: `python -m flare_training {bc,ppo,eval,report} --help`.
+"""Command line: `python -m flare_training {bc,ppo,eval,export,report} --help`.
 
 Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, ModelConfig) and becomes a flag
 here by name, so each one is named once.
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ev.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     ev.add_argument("--out", default="", help="write JSON results here")
+    exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint")
+    exp.add_argument("checkpoint", help="checkpoint file or run directory")
+    exp.add_argument("out", help="model directory to write, e.g. models/gridhouse_demo")
+    exp.add_argument("--name", default=None, help="model name in the card (default: the directory name)")
     rep = sub.add_parser("report", help="results table (markdown) and learning-curve plot from run directories")
     rep.add_argument("runs", nargs="+", help="run directories (each with eval.json, and evals.json for PPO)")
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
@@ -85,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             save_results(args.out, results, kind=payload.get("kind"), env_steps=payload.get("env_steps", 0),
                          episodes=args.episodes, greedy=args.greedy)  # fmt: skip
+    elif args.command == "export":
+        from flare_training.export import export_policy
+
+        print(f"exported {export_policy(args.checkpoint, args.out, args.name)}")
     else:
         from flare_training.report import write_report
 

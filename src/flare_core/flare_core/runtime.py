@@ -1,0 +1,170 @@
+"""ONNX Runtime policy: the robot-side way to run an exported policy, no torch.
+
+`OnnxPolicy` loads `policy.onnx` + `model.json`, validates the card, cross-checks it against the graph
+(action count, cache layout, image sizes, goal length) and refuses any mismatch with a message saying what
+to fix. It keeps the KV-cache of the current episode, resets it when the goal changes, masks the logits with
+the embodiment's valid actions and chooses greedily or by sampling.
+
+Episodes longer than the cache's `max_context`: the policy keeps attending to the most recent
+`max_context - 1` steps plus the current one (a sliding window) and the time input saturates at
+`max_context - 1`, exactly as training clamps it. Nothing is refused; `StepResult.context_full` says when
+the window slides, so a node can log it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flare_core.actions import ACTIONS, NO_PREVIOUS_ACTION
+from flare_core.embodiments import get_embodiment
+from flare_core.goal_tokenizer import GoalTokenizer
+from flare_core.masking import select_action
+from flare_core.model_card import ModelCard, load_model_card
+from flare_core.preprocessing import preprocess
+
+POLICY_FILE = "policy.onnx"
+
+
+class PolicyLoadError(RuntimeError):
+    """A model directory that cannot be run: missing or corrupt file, or a graph that contradicts its card."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    action: int
+    name: str
+    logits: np.ndarray  # raw, before masking
+    latency_ms: float  # preprocessing + inference + selection
+    context_full: bool
+
+
+def available_providers(prefer_gpu: bool = True) -> list[str]:
+    """CUDA where onnxruntime-gpu and a GPU are present, else CPU."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    wanted = (["CUDAExecutionProvider"] if prefer_gpu else []) + ["CPUExecutionProvider"]
+    return [p for p in wanted if p in have]
+
+
+class OnnxPolicy:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        embodiment: str | None = None,
+        greedy: bool = True,
+        providers: list[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        self.card: ModelCard = load_model_card(model_dir)
+        path = model_dir / POLICY_FILE
+        if not path.is_file():
+            raise PolicyLoadError(f"{path}: policy graph not found; export one with `python -m flare_training export`")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers or available_providers())
+        except Exception as err:  # onnxruntime raises several types for unreadable models
+            raise PolicyLoadError(f"{path}: not a loadable ONNX model ({err}); re-export or re-copy it") from None
+        name = embodiment or self.card.embodiments[0]
+        if name not in self.card.embodiments:
+            raise PolicyLoadError(
+                f"{model_dir}: the card lists embodiments {list(self.card.embodiments)}, not {name!r}; "
+                "this policy was not trained for that robot"
+            )
+        self.embodiment = get_embodiment(name)
+        self.tokenizer = GoalTokenizer.from_spec(self.card.goal_tokenizer)
+        self.greedy = greedy
+        self.rng = np.random.default_rng(seed)
+        self._check_graph(path)
+        self.goal: str | None = None
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def _check_graph(self, path: Path) -> None:
+        card = self.card
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        problems = []
+        for cam in card.cameras:
+            shape = inputs.get(f"images.{cam.name}")
+            want = [3, cam.preprocessing.height, cam.preprocessing.width]
+            if shape is None:
+                problems.append(f"the graph has no input images.{cam.name} for the card's camera {cam.name!r}")
+            elif list(shape[1:]) != want:
+                problems.append(f"images.{cam.name} is {shape[1:]} in the graph but the card preprocesses to {want}")
+        goal = inputs.get("goal_tokens")
+        if goal is None or goal[1] != card.goal_tokenizer.max_tokens:
+            problems.append(f"goal_tokens {goal} does not take the card's {card.goal_tokenizer.max_tokens} tokens")
+        layers = sum(1 for n in inputs if n.startswith("past_key_values.") and n.endswith(".key"))
+        if layers != card.cache.layers:
+            problems.append(f"the graph has {layers} cache layers, the card says {card.cache.layers}")
+        want_kv = [card.cache.heads, card.cache.head_dim]
+        for i in range(card.cache.layers):
+            for kind in ("key", "value"):
+                shape = inputs.get(f"past_key_values.{i}.{kind}")
+                if shape is None or f"present.{i}.{kind}" not in outputs:
+                    problems.append(f"cache tensors for layer {i} ({kind}) are missing")
+                elif [shape[1], shape[3]] != want_kv:
+                    problems.append(
+                        f"past_key_values.{i}.{kind} has heads x head_dim {shape[1]} x {shape[3]}, "
+                        f"the card says {want_kv[0]} x {want_kv[1]}"
+                    )
+        logits = outputs.get("logits")
+        if logits is None or logits[-1] != len(card.action_names):
+            problems.append(f"logits {logits} do not cover the card's {len(card.action_names)} actions")
+        if problems:
+            listing = "\n  - ".join(problems)
+            raise PolicyLoadError(f"{path}: graph and model card disagree; re-export the model:\n  - {listing}")
+        self._cache_names = [f"{i}.{k}" for i in range(card.cache.layers) for k in ("key", "value")]
+
+    # -- episode -----------------------------------------------------------------------------------------
+    def reset(self, goal: str) -> None:
+        """Start an episode for `goal`: empty cache, step 0, no previous action."""
+        c = self.card.cache
+        self.goal = goal
+        self._goal_tokens = self.tokenizer.encode(goal)[None]
+        self._cache = {n: np.zeros((1, c.heads, 0, c.head_dim), dtype=np.float32) for n in self._cache_names}
+        self.step_index = 0
+        self.prev_action = NO_PREVIOUS_ACTION
+
+    def act(self, frames: dict[str, np.ndarray], holding: bool, goal: str | None = None) -> StepResult:
+        """One decision from raw RGB frames (uint8 H x W x 3 per camera). A new goal resets the episode."""
+        start = time.perf_counter()
+        if goal is not None and goal != self.goal:
+            self.reset(goal)
+        if self.goal is None:
+            raise RuntimeError("no goal: call reset(goal) or pass goal= before act()")
+        feed = {}
+        for cam in self.card.cameras:
+            if cam.name not in frames:
+                raise KeyError(
+                    f"no frame for camera {cam.name!r}; the policy needs {[c.name for c in self.card.cameras]}"
+                )
+            feed[f"images.{cam.name}"] = preprocess(frames[cam.name], cam.preprocessing, cam.name)[None]
+        max_context = self.card.cache.max_context
+        feed["goal_tokens"] = self._goal_tokens
+        feed["prev_action"] = np.array([self.prev_action], dtype=np.int64)
+        feed["holding"] = np.array([int(holding)], dtype=np.int64)
+        feed["step"] = np.array([min(self.step_index, max_context - 1)], dtype=np.int64)
+        for name in self._cache_names:
+            feed[f"past_key_values.{name}"] = self._cache[name]
+        logits, *presents = self.session.run(None, feed)
+        context_full = presents[0].shape[2] >= max_context
+        keep = max_context - 1  # room for the next step
+        self._cache = {
+            n: p[:, :, -keep:] if context_full else p for n, p in zip(self._cache_names, presents, strict=True)
+        }
+        action = select_action(logits[0], self.embodiment.mask, greedy=self.greedy, rng=self.rng)
+        self.prev_action = action
+        self.step_index += 1
+        return StepResult(action, ACTIONS[action].name, logits[0], (time.perf_counter() - start) * 1000, context_full)
