@@ -53,7 +53,10 @@ def load_checkpoint(
         GoalTokenizer(payload["tokenizer"]["vocab"], payload["tokenizer"]["max_tokens"]), cameras
     )
     model = ActorCritic(config, adapter.camera_shapes, adapter.tokenizer.vocab)
-    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    except RuntimeError as err:  # shape mismatches: a checkpoint from another architecture or vocabulary
+        raise RuntimeError(f"{path}: checkpoint does not fit the model its own config describes: {err}") from None
     # Switching the critic layout (separate <-> shared) leaves critic weights to initialise fresh; nothing else may.
     bad = [k for k in missing + unexpected if not (k.startswith("critic.") or k.startswith("actor.heads.value"))]
     if bad:

@@ -8,7 +8,8 @@ the embodiment's valid actions and chooses greedily or by sampling.
 Episodes longer than the cache's `max_context`: the policy keeps attending to the most recent
 `max_context - 1` steps plus the current one (a sliding window) and the time input saturates at
 `max_context - 1`, exactly as training clamps it. Nothing is refused; `StepResult.context_full` says when
-the window slides, so a node can log it.
+the window slides, so a node can log it. Steps that left the window still leave a faint trace through the
+deeper layers' cached states (computed when those steps were in view), as in any streaming KV-cache.
 """
 
 from __future__ import annotations
