@@ -30,6 +30,22 @@ OPSET = 17
 POLICY_FILE = "policy.onnx"
 
 
+def decode_with_past(decoder, head: nn.Module, x: torch.Tensor, past) -> tuple[torch.Tensor, ...]:
+    """One fused token [B, 1, D] through the decoder, attending over explicit past keys/values; -> logits, presents."""
+    presents = []
+    for i, block in enumerate(decoder.blocks):
+        attn = block.attn
+        q, k, v = attn.project(block.attn_norm(x))
+        keys = torch.cat([past[2 * i], k], dim=2)
+        values = torch.cat([past[2 * i + 1], v], dim=2)
+        presents += [keys, values]
+        weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(attn.head_dim), dim=-1)
+        y = (weights @ values).transpose(1, 2).reshape(x.shape[0], 1, attn.heads * attn.head_dim)
+        x = x + attn.out(y)
+        x = x + block.mlp(block.mlp_norm(x))
+    return (head(decoder.norm(x))[:, 0], *presents)
+
+
 class OnnxStep(nn.Module):
     """The actor for one step, attending over an explicit past instead of the training-time KVCache."""
 
@@ -44,19 +60,35 @@ class OnnxStep(nn.Module):
         visual = self.model.visual(dict(zip(self.cameras, images, strict=True)))
         decoder = self.model.actor.decoder
         x = decoder.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
-        presents = []
-        for i, block in enumerate(decoder.blocks):
-            attn = block.attn
-            q, k, v = attn.project(block.attn_norm(x))
-            keys = torch.cat([past[2 * i], k], dim=2)
-            values = torch.cat([past[2 * i + 1], v], dim=2)
-            presents += [keys, values]
-            weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(attn.head_dim), dim=-1)
-            y = (weights @ values).transpose(1, 2).reshape(x.shape[0], 1, attn.heads * attn.head_dim)
-            x = x + attn.out(y)
-            x = x + block.mlp(block.mlp_norm(x))
-        logits = self.model.actor.heads["logits"](decoder.norm(x))[:, 0]
-        return (logits, *presents)
+        return decode_with_past(decoder, self.model.actor.heads["logits"], x, past)
+
+
+class OnnxDecoderStep(nn.Module):
+    """The decoder alone (fused token in, logits out), for latency measurements without perception."""
+
+    def __init__(self, model: ActorCritic) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return decode_with_past(self.model.actor.decoder, self.model.actor.heads["logits"], x, past)
+
+
+def export_graph(module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
+    """TorchScript-based export with dynamic batch and cache lengths; checked by onnx.checker."""
+    dynamic = {n: {0: "batch"} for n in inputs + outputs}
+    for n in inputs:
+        if n.startswith("past_key_values"):
+            dynamic[n][2] = "past_len"
+    for n in outputs:
+        if n.startswith("present"):
+            dynamic[n][2] = "present_len"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+        torch.onnx.export(module, example, path, dynamo=False, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET)  # fmt: skip
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    return path
 
 
 def io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str]]:
@@ -84,26 +116,7 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, name: str | None 
     out.mkdir(parents=True, exist_ok=True)
     step = OnnxStep(model).eval()
     inputs, outputs = io_names(step.cameras, model.config.layers)
-    dynamic = {n: {0: "batch"} for n in inputs + outputs}
-    for n in inputs:
-        if n.startswith("past_key_values"):
-            dynamic[n][2] = "past_len"
-    for n in outputs:
-        if n.startswith("present"):
-            dynamic[n][2] = "present_len"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(
-            step,
-            example_inputs(model, past_len=1),
-            out / POLICY_FILE,
-            dynamo=False,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=dynamic,
-            opset_version=OPSET,
-        )
-    onnx.checker.check_model(onnx.load(out / POLICY_FILE), full_check=True)
+    export_graph(step, example_inputs(model, past_len=1), out / POLICY_FILE, inputs, outputs)
     card = ModelCard(
         name=name or out.name,
         action_names=ACTION_NAMES,

@@ -1,0 +1,175 @@
+"""Per-step policy latency at episode steps t = 1, 100, 500: ONNX Runtime with KV-cache vs torch with KV-cache
+vs torch recomputing the whole history each step (as SPOC does), in one run.
+
+Two architectures, random weights (latency does not depend on training):
+- demo: the embedded-simulator policy (ModelConfig defaults, context stretched to 512 so t = 500 exists);
+- flare: FLaRe's size, a 3 x 512 x 8 decoder, and for the whole step DINOv2-S/14 on two 224 x 384 cameras.
+"decoder" times the decoder alone (one fused token in, logits out); "step" the whole policy step
+(perception + goal + decoder). Figures are medians over repeated calls on one CPU thread pool; the machine is
+shared and noisy, so compare the ratios, which come from the same run.
+
+    .venv/bin/python benchmarks/policy_latency.py [--repeats 30] [--skip-flare-step]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from flare_training.export import OnnxDecoderStep, OnnxStep, example_inputs, export_graph, io_names
+from flare_training.model import ActorCritic, KVCache, ModelConfig
+
+STEPS = (1, 100, 500)
+
+
+def median_ms(repeats: int, fn, *args) -> float:
+    fn(*args)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def torch_decoder_cached(decoder, token: torch.Tensor, cache: KVCache, past_len: int) -> None:
+    cache.length.fill_(past_len)  # the same past every call: time one step at that length
+    decoder.forward_step(token, cache)
+
+
+def torch_step_cached(model: ActorCritic, images: dict, inputs: dict, cache: KVCache, past_len: int) -> None:
+    cache.length.fill_(past_len)
+    model.actor.step({"visual": model.visual(images), **inputs}, cache)
+
+
+def ort_session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int) -> dict[str, float]:
+    config = model.config
+    decoder = model.actor.decoder
+    cache_names = [f"{i}.{k}" for i in range(config.layers) for k in ("key", "value")]
+    path = export_graph(
+        OnnxDecoderStep(model).eval(),
+        (torch.zeros(1, 1, config.d_model), *[torch.zeros(1, config.heads, 1, config.head_dim)] * (2 * config.layers)),
+        tmp / "decoder.onnx",
+        ["token"] + [f"past_key_values.{n}" for n in cache_names],
+        ["logits"] + [f"present.{n}" for n in cache_names],
+    )
+    session = ort_session(path)
+    rng = np.random.default_rng(0)
+    out = {}
+    for t in STEPS:
+        past_len = t - 1
+        token = rng.standard_normal((1, 1, config.d_model), dtype=np.float32)
+        feed = {"token": token}
+        for n in cache_names:
+            feed[f"past_key_values.{n}"] = rng.standard_normal(
+                (1, config.heads, past_len, config.head_dim), dtype=np.float32
+            )
+        out[f"ort_cache_ms_t{t}"] = median_ms(repeats, session.run, None, feed)
+        history = torch.randn(1, t, config.d_model)
+        episode = torch.zeros(1, t, dtype=torch.long)
+        with torch.inference_mode():
+            cached = (decoder, torch.from_numpy(token), KVCache(config, 1), past_len)
+            out[f"torch_cache_ms_t{t}"] = median_ms(repeats, torch_decoder_cached, *cached)
+            recompute_repeats = max(3, repeats // 5)
+            out[f"torch_recompute_ms_t{t}"] = median_ms(recompute_repeats, decoder.forward_sequence, history, episode)
+    return out
+
+
+def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> dict[str, float]:
+    """Whole step: ONNX Runtime (explicit cache) vs torch eager (KVCache), at each t."""
+    config = model.config
+    step = OnnxStep(model).eval()
+    inputs, outputs = io_names(step.cameras, config.layers)
+    session = ort_session(export_graph(step, example_inputs(model, past_len=1), tmp / "step.onnx", inputs, outputs))
+    out = {}
+    for t in steps:
+        example = example_inputs(model, past_len=t - 1)
+        feed = {
+            name: (torch.randn_like(v) if v.is_floating_point() else v).numpy()
+            for name, v in zip(inputs, example, strict=True)
+        }
+        out[f"ort_ms_t{t}"] = median_ms(repeats, session.run, None, feed)
+        images = {c: torch.from_numpy(feed[f"images.{c}"]) for c in step.cameras}
+        names = {"goal": "goal_tokens", "prev_action": "prev_action", "holding": "holding"}
+        step_inputs = {k: torch.from_numpy(feed[v]) for k, v in names.items()}
+        with torch.inference_mode():
+            args = (model, images, step_inputs, KVCache(config, 1), t - 1)
+            out[f"torch_ms_t{t}"] = median_ms(repeats, torch_step_cached, *args)
+    return out
+
+
+def flare_size_model(tmp: Path, with_dinov2: bool) -> ActorCritic:
+    kwargs = dict(d_model=512, layers=3, heads=8, max_context=512, visual_dim=512, goal_dim=512)
+    shapes = {"nav": (224, 384), "manip": (224, 384)}
+    if with_dinov2:
+        from transformers import Dinov2Config, Dinov2Model
+
+        path = tmp / "dinov2_s14"
+        # ViT-S/14: 384 wide, 12 layers, 6 heads (random weights: latency does not depend on them)
+        Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                                 patch_size=14, image_size=224)).save_pretrained(path)  # fmt: skip
+        kwargs.update(visual="dinov2", dinov2_path=str(path))
+    return ActorCritic(ModelConfig(vocab_size=64, **kwargs), shapes).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per figure (median reported)")
+    parser.add_argument("--skip-flare-step", action="store_true", help="skip the DINOv2 whole-step comparison")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        from flare_training.inputs import gridhouse_cameras
+
+        shapes = {c.name: (c.preprocessing.height, c.preprocessing.width) for c in gridhouse_cameras()}
+        demo = ActorCritic(ModelConfig(max_context=512, vocab_size=64), shapes).eval()
+        for k, v in decoder_latencies(demo, tmp, args.repeats).items():
+            figures[f"demo_decoder_{k}"] = v
+        for k, v in step_latencies(demo, tmp, args.repeats).items():
+            figures[f"demo_step_{k}"] = v
+        flare = flare_size_model(tmp, with_dinov2=not args.skip_flare_step)
+        for k, v in decoder_latencies(flare, tmp, args.repeats).items():
+            figures[f"decoder_{k}"] = v
+        if not args.skip_flare_step:
+            for k, v in step_latencies(flare, tmp, max(5, args.repeats // 6), steps=(1, 500)).items():
+                figures[f"step_{k}"] = v
+
+    print(f"{'ms per step':<34}" + "".join(f"{'t=' + str(t):>10}" for t in STEPS))
+    for prefix, label in (("demo_decoder", "demo decoder"), ("decoder", "FLaRe-size decoder")):
+        for kind in ("ort_cache", "torch_cache", "torch_recompute"):
+            row = [figures.get(f"{prefix}_{kind}_ms_t{t}") for t in STEPS]
+            print(f"{label + ' ' + kind:<34}" + "".join(f"{v:>10.3f}" if v is not None else f"{'-':>10}" for v in row))
+    for prefix, label in (("demo_step", "demo whole step"), ("step", "FLaRe-size whole step")):
+        for kind in ("ort", "torch"):
+            row = [figures.get(f"{prefix}_{kind}_ms_t{t}") for t in STEPS]
+            print(f"{label + ' ' + kind:<34}" + "".join(f"{v:>10.3f}" if v is not None else f"{'-':>10}" for v in row))
+
+    summary = {
+        "decoder_ort_cache_ms_t500": figures["decoder_ort_cache_ms_t500"],
+        "decoder_speedup_vs_recompute_t500": figures["decoder_torch_recompute_ms_t500"]
+        / figures["decoder_ort_cache_ms_t500"],
+        "decoder_growth_t500_over_t1": figures["decoder_ort_cache_ms_t500"] / figures["decoder_ort_cache_ms_t1"],
+        "demo_decoder_ort_cache_ms_t500": figures["demo_decoder_ort_cache_ms_t500"],
+        "demo_step_ort_over_torch": figures["demo_step_ort_ms_t500"] / figures["demo_step_torch_ms_t500"],
+    }
+    if "step_ort_ms_t500" in figures:
+        summary["step_ort_ms_t500"] = figures["step_ort_ms_t500"]
+        summary["step_ort_over_torch"] = figures["step_ort_ms_t500"] / figures["step_torch_ms_t500"]
+    print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    main()
