@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces docs/results.md: BC, then in two parallel lanes (one torch thread each, so both cores work):
-#   lane A: FLaRe PPO from BC (1M env steps), then the entropy 0.01 ablation (500k)
-#   lane B: PPO from scratch (1M env steps), then the 10x learning-rate ablation (500k)
-# then the shared-critic ablation (500k) alone, then the table and learning curves. About 70 minutes on a
+#   lane A: FLaRe PPO from BC (1M env steps), then the entropy 0.01 ablation (300k)
+#   lane B: PPO from scratch (1M env steps), then the 10x learning-rate ablation (300k)
+# then the shared-critic ablation (300k) alone, then the table and learning curves. About 60 minutes on a
 # 2-core machine. A run that was interrupted resumes from its last update when this script runs again.
 # Run from the repository root after `make test` (or `make setup`) has created .venv.
 set -euo pipefail
 PY=.venv/bin/python
 FULL=${FULL:-1000000}
-ABLATION=${ABLATION:-500000}
+ABLATION=${ABLATION:-300000}
 ppo() { $PY -m flare_training ppo --threads 1 "$@"; }
 
 [ -f runs/bc/checkpoint.pt ] || $PY -m flare_training bc --out runs/bc
