@@ -137,5 +137,8 @@ def _provenance(checkpoint: Path, payload: dict) -> Provenance:
     if (run / "eval.json").exists():
         success = {f: r["success"] for f, r in json.loads((run / "eval.json").read_text())["results"].items()}
     tasks = tuple(payload.get("config", {}).get("families", ()))
-    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else ""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("flare_training/__main__.py", "flare_training/cli.py")):
+        argv = ["python", "-m", "flare_training", *argv[1:]]  # what the user typed, not where Python found it
+    command = " ".join(shlex.quote(a) for a in argv) if argv and argv[0] else ""
     return Provenance("gridhouse", tasks, int(payload.get("env_steps", 0)), success, command)
