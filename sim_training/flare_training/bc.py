@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from flare_sim import TRAIN_FAMILIES, GridhouseEnv, make_vector_env
+from flare_sim import TRAIN_FAMILIES, make_vector_env
 from flare_training.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from flare_training.evaluate import evaluate_policy, save_results
-from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
@@ -127,7 +127,7 @@ def bc_loss(model: ActorCritic, batch: dict) -> tuple[torch.Tensor, torch.Tensor
     """Cross-entropy of the masked logits against the expert's actions; also returns accuracy."""
     batch = {**batch, "visual": model.visual(batch["frames"])}
     logits = model.actor.sequence(batch)["logits"]
-    logits = logits.masked_fill(~torch.from_numpy(GridhouseEnv.embodiment.mask), float("-inf"))
+    logits = logits.masked_fill(~ACTION_MASK, float("-inf"))
     valid = batch["valid"]
     loss = F.cross_entropy(logits[valid], batch["action"][valid])
     accuracy = (logits[valid].argmax(-1) == batch["action"][valid]).float().mean()

@@ -11,15 +11,13 @@ import torch
 from tqdm import tqdm
 
 from flare_sim import GridhouseConfig, GridhouseEnv
-from flare_training.inputs import ObservationAdapter
+from flare_training.inputs import ACTION_MASK, ObservationAdapter
 from flare_training.model import ActorCritic
-
-_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
 
 
 def choose(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     """Actions from [B, A] logits after the embodiment mask: masked actions can never be chosen."""
-    masked = logits.masked_fill(~_MASK, float("-inf"))
+    masked = logits.masked_fill(~ACTION_MASK, float("-inf"))
     if greedy:
         return masked.argmax(-1)
     return torch.multinomial(torch.softmax(masked, -1), 1, generator=generator)[:, 0]

@@ -25,12 +25,12 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from flare_sim import FAMILIES, TRAIN_FAMILIES, GridhouseEnv, make_vector_env
+from flare_sim import FAMILIES, TRAIN_FAMILIES, make_vector_env
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from flare_training.evaluate import evaluate_policy, save_results
+from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic
 
-_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 
 
@@ -157,9 +157,9 @@ def ppo_losses(model, batch, index, actions, old_logprob, advantages, returns, c
     """
     logits, values = model.sequence(batch)
     idx = index[:, :-1]
-    logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~_MASK, float("-inf")), -1)
+    logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~ACTION_MASK, float("-inf")), -1)
     logprob = logp_all.gather(2, actions[..., None])[..., 0]
-    entropy = -(logp_all.exp() * logp_all.masked_fill(~_MASK, 0.0)).sum(-1).mean()
+    entropy = -(logp_all.exp() * logp_all.masked_fill(~ACTION_MASK, 0.0)).sum(-1).mean()
     ratio = (logprob - old_logprob).exp()
     adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
@@ -249,7 +249,7 @@ def train_ppo(config: PPOConfig) -> Path:
         with torch.no_grad():
             for _ in range(T):
                 inputs = step_inputs(obs)
-                logits = model.actor.step(inputs, actor_cache)["logits"].masked_fill(~_MASK, float("-inf"))
+                logits = model.actor.step(inputs, actor_cache)["logits"].masked_fill(~ACTION_MASK, float("-inf"))
                 action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
                 logprob = torch.log_softmax(logits, -1).gather(1, action[:, None])[:, 0]
                 obs, reward, terminated, truncated, info = envs.step(action.numpy())
@@ -276,7 +276,7 @@ def train_ppo(config: PPOConfig) -> Path:
         with torch.no_grad():
             logits, values = model.sequence(seq)
             values = _gather(values, index)  # [B, T+1]
-            old_logits = _gather(logits, index[:, :-1]).masked_fill(~_MASK, float("-inf"))
+            old_logits = _gather(logits, index[:, :-1]).masked_fill(~ACTION_MASK, float("-inf"))
             old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
         cache_vs_sequence = (old_logprob - roll["logprob"].T).abs().max().item()
         advantages, returns = gae(
