@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces docs/results.md: BC, then in two parallel lanes (one torch thread each, so both cores work):
 #   lane A: FLaRe PPO from BC (1M env steps), then the entropy 0.01 ablation (300k)
-#   lane B: PPO from scratch (1M env steps), then the 10x learning-rate ablation (300k)
+#   lane B: PPO from scratch (1M env steps), then the 10x learning-rate ablation (1M)
 # then the shared-critic ablation (300k) alone, then the table and learning curves. About 60 minutes on a
 # 2-core machine. A run that was interrupted resumes from its last update when this script runs again.
 # Run from the repository root after `make test` (or `make setup`) has created .venv.
@@ -18,7 +18,7 @@ ppo() { $PY -m flare_training ppo --threads 1 "$@"; }
 ) > runs/lane_a.log 2>&1 &
 (
   ppo --visual-from runs/bc --out runs/scratch --total-env-steps "$FULL"
-  ppo --init runs/bc --out runs/ablation_lr_10x --total-env-steps "$ABLATION" --lr-multiplier 10
+  ppo --init runs/bc --out runs/ablation_lr_10x --total-env-steps "$FULL" --lr-multiplier 10
 ) > runs/lane_b.log 2>&1 &
 wait
 $PY -m flare_training ppo --init runs/bc --out runs/ablation_shared_critic --total-env-steps "$ABLATION" --shared-critic
