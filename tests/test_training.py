@@ -188,13 +188,18 @@ def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint)
            "--eval-episodes", "1", "--final-eval-episodes", "0", "--critic-warmup-updates", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     metrics = out / "metrics.jsonl"
+
+    def saved_update() -> int:  # checkpoints are written atomically, so polling one is safe
+        path = out / "checkpoint.pt"
+        return torch.load(path, weights_only=False)["update"] if path.exists() else 0
+
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+    while time.monotonic() < deadline and saved_update() < 3:
         assert proc.poll() is None, proc.stdout.read().decode()
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = torch.load(out / "checkpoint.pt", weights_only=False)["update"]
+    done_before = saved_update()
     assert 3 <= done_before < 40
 
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
