@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from flare_sim import FAMILIES, TRAIN_FAMILIES, make_vector_env
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from flare_training.evaluate import evaluate_policy, save_results
+from flare_training.evaluate import choose, evaluate_policy, save_results
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic
 
@@ -219,6 +219,12 @@ def train_ppo(config: PPOConfig) -> Path:
     history = EpisodeHistory(n)
     recent = defaultdict(lambda: deque(maxlen=100))  # family -> recent training-episode outcomes
     generator = torch.Generator().manual_seed(config.seed * 7919 + update)
+    # One step's input shapes, for padding prefixes (zeros: only shapes and dtypes are read).
+    step_template = {
+        "visual": torch.zeros(model.visual.out_dim),
+        "goal": torch.zeros(model.config.max_goal_tokens, dtype=torch.long),
+        **{k: torch.zeros((), dtype=torch.long) for k in ("prev_action", "holding", "step")},
+    }
 
     def step_inputs(observation) -> dict[str, torch.Tensor]:
         inputs = adapter.step_inputs(observation)
@@ -242,16 +248,17 @@ def train_ppo(config: PPOConfig) -> Path:
         prefix = [list(s) for s in history.steps]
         with torch.no_grad():
             lengths = history.lengths()
-            pre = _pad_rows(prefix, int(lengths.max()), {k: v[0] for k, v in step_inputs(obs).items()})
+            pre = _pad_rows(prefix, int(lengths.max()), step_template)
             pre["episode"] = torch.zeros_like(pre["step"])
             model.actor.prime(pre, lengths, actor_cache)
         store = defaultdict(list)
         with torch.no_grad():
             for _ in range(T):
                 inputs = step_inputs(obs)
-                logits = model.actor.step(inputs, actor_cache)["logits"].masked_fill(~ACTION_MASK, float("-inf"))
-                action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
-                logprob = torch.log_softmax(logits, -1).gather(1, action[:, None])[:, 0]
+                logits = model.actor.step(inputs, actor_cache)["logits"]
+                action = choose(logits, greedy=False, generator=generator)
+                masked = logits.masked_fill(~ACTION_MASK, float("-inf"))
+                logprob = torch.log_softmax(masked, -1).gather(1, action[:, None])[:, 0]
                 obs, reward, terminated, truncated, info = envs.step(action.numpy())
                 done = terminated | truncated
                 for k in _STEP_KEYS:

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     families = tuple(args.families)
     start = time.perf_counter()
     expert = evaluate(expert_policy, families, args.episodes, label="expert")
-    rand = evaluate(random_policy(args.seed), families, args.episodes, label="random")
+    rand = evaluate(random_policy(args.seed), families, args.episodes, label="random", expert=False)
 
     print(f"Gridhouse: {args.episodes} unseen houses per family (evaluation split), success rate")
     print(f"{'family':<31} {'expert':>8} {'random':>8} {'expert steps':>13}")

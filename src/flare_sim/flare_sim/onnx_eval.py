@@ -10,10 +10,9 @@ import argparse
 import json
 
 import numpy as np
-from tqdm import tqdm
 
 from flare_core.runtime import OnnxPolicy
-from flare_sim.env import GridhouseEnv
+from flare_sim.scripted import evaluate
 from flare_sim.tasks import FAMILIES
 
 
@@ -22,27 +21,19 @@ def evaluate_exported(
 ) -> dict[str, dict[str, float]]:
     """Success and mean length per family over houses 0..episodes-1 of the evaluation split."""
     policy = OnnxPolicy(model_dir, embodiment="gridhouse", greedy=greedy, seed=seed)
-    env = GridhouseEnv(families=families, split="eval")
-    results, latencies = {}, []
-    with tqdm(total=episodes * len(families), desc="onnx eval", unit="ep", disable=not progress) as bar:
-        for family in families:
-            outcomes = []
-            for house in range(episodes):
-                obs, _ = env.reset(seed=seed + house, options={"family": family, "house": house})
-                policy.reset(obs["goal"])
-                done = False
-                while not done:
-                    step = policy.act({"nav": obs["nav_rgb"], "manip": obs["manip_rgb"]}, holding=bool(obs["holding"]))
-                    latencies.append(step.latency_ms)
-                    obs, _, terminated, truncated, info = env.step(step.action)
-                    done = terminated or truncated
-                outcomes.append((info["success"], info["steps"]))
-                bar.update()
-            results[family] = {
-                "success": float(np.mean([s for s, _ in outcomes])),
-                "mean_steps": float(np.mean([n for _, n in outcomes])),
-                "episodes": episodes,
-            }
+    latencies: list[float] = []
+
+    def act(obs: dict, info: dict) -> int:
+        if info["steps"] == 0:
+            policy.reset(obs["goal"])  # every episode starts with an empty cache, even when goals repeat
+        step = policy.act({"nav": obs["nav_rgb"], "manip": obs["manip_rgb"]}, holding=bool(obs["holding"]))
+        latencies.append(step.latency_ms)
+        return step.action
+
+    rows = evaluate(act, families, episodes, label="onnx", expert=False, progress=progress)
+    results: dict[str, dict[str, float]] = {
+        r.family: {"success": r.success_rate, "mean_steps": r.mean_steps, "episodes": r.episodes} for r in rows
+    }
     results["_latency_ms_median"] = {"value": float(np.median(latencies))}
     return results
 

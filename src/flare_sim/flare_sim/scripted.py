@@ -48,11 +48,17 @@ def evaluate(
     config: GridhouseConfig | None = None,
     split: str = "eval",
     label: str = "policy",
+    expert: bool = True,
+    progress: bool = True,
 ) -> list[FamilyResult]:
-    """Success rate per family over the first `episodes` houses of `split` (the same houses for every policy)."""
-    env = GridhouseEnv(config, families, split, expert=True)
+    """Success rate per family over the first `episodes` houses of `split` (the same houses for every policy).
+
+    `expert` puts the expert's labels in `info` (the expert policy reads them; others need not pay for them).
+    """
+    env = GridhouseEnv(config, families, split, expert=expert)
     results = []
-    with tqdm(total=episodes * len(families), desc=f"{label:>6}", unit="ep", leave=False) as bar:
+    bar_args = {"desc": f"{label:>6}", "unit": "ep", "leave": False, "disable": not progress}
+    with tqdm(total=episodes * len(families), **bar_args) as bar:
         for family in families:
             successes, steps = 0, []
             for house in range(episodes):
