@@ -12,10 +12,8 @@ import torch
 from flare_core.goal_tokenizer import GoalTokenizer
 from flare_core.model_card import CameraSpec
 from flare_core.preprocessing import PreprocessConfig, preprocess_batch
-from flare_sim import GOAL_WORDS, GridhouseEnv
+from flare_sim import CAMERA_KEYS, GOAL_WORDS, GridhouseEnv
 
-# Which observation key feeds which camera of the model.
-CAMERA_KEYS = {"nav": "nav_rgb", "manip": "manip_rgb"}
 # The gridhouse embodiment's valid actions (flare_core's one definition), as a torch mask over the 20 logits.
 ACTION_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
 

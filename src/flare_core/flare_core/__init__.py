@@ -11,7 +11,7 @@ from flare_core.actions import (
     action_by_index,
     action_by_name,
 )
-from flare_core.embodiments import EMBODIMENTS, Embodiment, MaskedActionError, Motion, get_embodiment
+from flare_core.embodiments import EMBODIMENTS, Embodiment, MaskedActionError, Motion, get_embodiment, restrict
 from flare_core.goal_tokenizer import GoalTokenizer, goal_words
 from flare_core.masking import InvalidLogitsError, mask_logits, masked_probabilities, select_action
 from flare_core.model_card import ModelCard, ModelCardError, load_model_card
@@ -44,5 +44,6 @@ __all__ = [
     "masked_probabilities",
     "preprocess",
     "preprocess_batch",
+    "restrict",
     "select_action",
 ]

@@ -126,6 +126,15 @@ GRIDHOUSE = Embodiment(
 EMBODIMENTS: dict[str, Embodiment] = {e.name: e for e in (STRETCH_RE1, STRETCH_NAV, LOCOBOT, GRIDHOUSE)}
 
 
+def restrict(embodiment: Embodiment, robot: Embodiment) -> Embodiment:
+    """`embodiment`'s motions for the actions `robot` can also do (a simulated robot's body, for instance)."""
+    return Embodiment(
+        f"{robot.name}_as_{embodiment.name}",
+        f"{robot.description} Restricted to what {embodiment.name} can do.",
+        {n: m for n, m in embodiment.motions.items() if n in robot.motions},
+    )
+
+
 def get_embodiment(name: str) -> Embodiment:
     """Look an embodiment up by name, listing the known ones when it is not found."""
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flare_core.actions import ACTIONS, NO_PREVIOUS_ACTION
+from flare_core.actions import ACTIONS, NO_PREVIOUS_ACTION, action_by_name
 from flare_core.embodiments import get_embodiment
 from flare_core.goal_tokenizer import GoalTokenizer
 from flare_core.masking import select_action
@@ -60,6 +60,7 @@ class OnnxPolicy:
         greedy: bool = True,
         providers: list[str] | None = None,
         seed: int = 0,
+        robot: str | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -81,6 +82,12 @@ class OnnxPolicy:
                 "this policy was not trained for that robot"
             )
         self.embodiment = get_embodiment(name)
+        # The robot may be able to do less than the policy was trained for (FLaRe's embodiment transfer):
+        # actions either side cannot do are masked at the logits.
+        self.robot = get_embodiment(robot) if robot else self.embodiment
+        self.mask = self.embodiment.mask & self.robot.mask
+        if not self.mask[action_by_name("end").index]:
+            raise PolicyLoadError(f"embodiments {name!r} and {self.robot.name!r} share no `end` action")
         self.tokenizer = GoalTokenizer.from_spec(self.card.goal_tokenizer)
         self.greedy = greedy
         self.rng = np.random.default_rng(seed)
@@ -165,7 +172,7 @@ class OnnxPolicy:
         self._cache = {
             n: p[:, :, -keep:] if context_full else p for n, p in zip(self._cache_names, presents, strict=True)
         }
-        action = select_action(logits[0], self.embodiment.mask, greedy=self.greedy, rng=self.rng)
+        action = select_action(logits[0], self.mask, greedy=self.greedy, rng=self.rng)
         self.prev_action = action
         self.step_index += 1
         return StepResult(action, ACTIONS[action].name, logits[0], (time.perf_counter() - start) * 1000, context_full)

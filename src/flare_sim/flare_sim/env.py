@@ -25,6 +25,9 @@ from flare_sim.expert import ShortestPathExpert
 from flare_sim.house import HouseLevel
 from flare_sim.tasks import FAMILIES, TRAIN_FAMILIES, get_family, satisfied, subgoals
 
+# Which observation key carries which camera (the names model cards and ROS topics use).
+CAMERA_KEYS = {"nav": "nav_rgb", "manip": "manip_rgb"}
+
 # Goal texts are BabyAI surface forms: lower-case words, articles, commas.
 GOAL_CHARSET = "abcdefghijklmnopqrstuvwxyz ,"
 GOAL_MAX_LENGTH = 128

@@ -12,21 +12,31 @@ import json
 import numpy as np
 
 from flare_core.runtime import OnnxPolicy
+from flare_sim.env import CAMERA_KEYS
 from flare_sim.scripted import evaluate
 from flare_sim.tasks import FAMILIES
 
 
 def evaluate_exported(
-    model_dir: str, families: tuple[str, ...], episodes: int, greedy: bool = False, seed: int = 0, progress: bool = True
+    model_dir: str,
+    families: tuple[str, ...],
+    episodes: int,
+    greedy: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    robot: str | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Success and mean length per family over houses 0..episodes-1 of the evaluation split."""
-    policy = OnnxPolicy(model_dir, embodiment="gridhouse", greedy=greedy, seed=seed)
+    """Success and mean length per family over houses 0..episodes-1 of the evaluation split.
+
+    `robot` also masks what that robot cannot do (as the simulated robot of the ROS graph does).
+    """
+    policy = OnnxPolicy(model_dir, embodiment="gridhouse", greedy=greedy, seed=seed, robot=robot)
     latencies: list[float] = []
 
     def act(obs: dict, info: dict) -> int:
         if info["steps"] == 0:
             policy.reset(obs["goal"])  # every episode starts with an empty cache, even when goals repeat
-        step = policy.act({"nav": obs["nav_rgb"], "manip": obs["manip_rgb"]}, holding=bool(obs["holding"]))
+        step = policy.act({cam: obs[key] for cam, key in CAMERA_KEYS.items()}, holding=bool(obs["holding"]))
         latencies.append(step.latency_ms)
         return step.action
 
@@ -44,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="unseen houses per family")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    parser.add_argument("--robot", default=None, help="also mask what this embodiment cannot do (e.g. locobot)")
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args(argv)
-    results = evaluate_exported(args.model_dir, tuple(args.families), args.episodes, args.greedy)
+    results = evaluate_exported(args.model_dir, tuple(args.families), args.episodes, args.greedy, robot=args.robot)
     for family in args.families:
         r = results[family]
         print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}")

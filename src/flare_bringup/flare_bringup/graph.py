@@ -1,0 +1,173 @@
+"""The FLaRe node graph, defined once: the launch files and the plain Python entry point both build it here.
+
+    python -m flare_bringup.graph --robot stretch            # simulated Stretch, shipped demo model
+    python -m flare_bringup.graph --robot locobot --real     # real LoCoBot (interbotix backend)
+
+`ros2 launch flare_bringup stretch.launch.py robot:=real` starts the same nodes with the same parameters on
+a ROS 2 install; this entry point exists because the PyPI ROS 2 wheels have no `launch`/`ros2` CLI. Each
+node runs in its own process, as under `ros2 launch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROBOTS = ("stretch", "locobot")
+REAL_BACKENDS = {"stretch": ("stretch_body", "stretch_driver"), "locobot": ("interbotix", "cmd_vel")}
+DEMO_MODEL = "gridhouse_demo"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    package: str
+    executable: str  # console script, as `ros2 launch` runs it
+    module: str  # python -m entry, as the plain entry point runs it
+    name: str
+    parameters: dict = field(default_factory=dict)  # on top of the YAML file
+
+
+def config_file(robot: str) -> Path:
+    return Path(__file__).resolve().parent / "config" / f"{robot}.yaml"
+
+
+def default_model() -> Path:
+    """The shipped demo model: in the installed share directory, else in the source tree's models/."""
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("flare_bringup")) / "models" / DEMO_MODEL)
+    except (ImportError, LookupError, OSError):  # no ament index (plain Python), or not installed by colcon
+        pass
+    candidates.append(Path(__file__).resolve().parents[3] / "models" / DEMO_MODEL)
+    for path in candidates:
+        if (path / "model.json").is_file():
+            return path
+    return candidates[-1]
+
+
+def graph_nodes(robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True) -> list[NodeSpec]:
+    """The nodes for `robot`: policy + bridge, and camera nodes on a real robot (the simulated one renders)."""
+    if robot not in ROBOTS:
+        raise ValueError(f"unknown robot {robot!r}; use one of {', '.join(ROBOTS)}")
+    if real:
+        backend = backend or REAL_BACKENDS[robot][0]
+        if backend not in REAL_BACKENDS[robot]:
+            raise ValueError(f"{robot} real backends are {', '.join(REAL_BACKENDS[robot])}, not {backend!r}")
+    elif backend not in ("", "sim"):
+        raise ValueError(f"backend {backend!r} needs robot:=real; the simulated robot's backend is sim")
+    backend = backend if real else "sim"
+    policy_params = {"model": str(model or default_model()), "greedy": greedy}
+    if not real and not model:
+        policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse
+    nodes = [
+        NodeSpec("flare_ros", "policy_node", "flare_ros.policy_node", "flare_policy", policy_params),
+        NodeSpec("flare_ros", f"{robot}_bridge", "flare_ros.bridge_node", f"{robot}_bridge", {"backend": backend}),
+    ]
+    if real:
+        nodes += [NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in ("nav", "manip")]
+    return nodes
+
+
+def _ros_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def node_command(spec: NodeSpec, robot: str, extra: dict | None = None) -> list[str]:
+    args = [sys.executable, "-m", spec.module]
+    if spec.module == "flare_ros.bridge_node":
+        args.append(robot)
+    args += ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(config_file(robot))]
+    for key, value in {**spec.parameters, **(extra or {})}.items():
+        args += ["-p", f"{key}:={_ros_value(value)}"]
+    return args
+
+
+class Graph:
+    """The node processes of one graph; a context manager that stops them all (SIGINT, then SIGKILL)."""
+
+    def __init__(self, robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True,
+                 overrides: dict[str, dict] | None = None, log_dir: Path | None = None) -> None:  # fmt: skip
+        self.robot = robot
+        self.specs = graph_nodes(robot, real, backend, model, greedy)
+        self.overrides = overrides or {}
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> Graph:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for spec in self.specs:
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{spec.name}.log", "w")
+            command = node_command(spec, self.robot, self.overrides.get(spec.name))
+            self.processes[spec.name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        return self
+
+    def dead(self) -> dict[str, int]:
+        return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def kill(self, name: str) -> None:
+        """Kill one node outright (tests: a camera dying)."""
+        self.processes[name].kill()
+        self.processes[name].wait()
+
+    def stop(self) -> None:
+        for p in self.processes.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for p in self.processes.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def log(self, name: str) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def __enter__(self) -> Graph:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--robot", choices=ROBOTS, default="stretch")
+    parser.add_argument("--real", action="store_true", help="the real robot (default: the simulated one)")
+    parser.add_argument("--backend", default="", help="real backend (stretch: stretch_body|stretch_driver; "
+                        "locobot: interbotix|cmd_vel); default the first")  # fmt: skip
+    parser.add_argument("--model", default="", help="model directory (default: the shipped demo model)")
+    parser.add_argument("--sampled", action="store_true", help="sample actions instead of argmax")
+    args = parser.parse_args(argv)
+    try:
+        graph = Graph(args.robot, args.real, args.backend, args.model, not args.sampled)
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"starting {', '.join(s.name for s in graph.specs)}; Ctrl-C stops all", flush=True)
+    with graph:
+        try:
+            while not graph.dead():
+                time.sleep(0.5)
+            print(f"node(s) exited: {graph.dead()}; stopping the graph", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Launch descriptions for `ros2 launch` (needs `launch` and `launch_ros`, present on a ROS 2 Jazzy install,
+not on PyPI): turns `graph.graph_nodes` into launch_ros Nodes, so both ways of starting share one graph."""
+
+from __future__ import annotations
+
+from flare_bringup.graph import REAL_BACKENDS, config_file, graph_nodes
+
+
+def robot_launch_description(robot: str):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def nodes(context, *args, **kwargs):
+        real = LaunchConfiguration("robot").perform(context) == "real"
+        backend = LaunchConfiguration("backend").perform(context)
+        model = LaunchConfiguration("model").perform(context)
+        greedy = LaunchConfiguration("greedy").perform(context).lower() == "true"
+        return [
+            Node(
+                package=spec.package,
+                executable=spec.executable,
+                name=spec.name,
+                parameters=[str(config_file(robot)), spec.parameters],
+                output="screen",
+                emulate_tty=True,
+            )
+            for spec in graph_nodes(robot, real, backend, model, greedy)
+        ]
+
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "real"],
+                                  description="sim: the simulated robot (gridhouse); real: the hardware"),
+            DeclareLaunchArgument("backend", default_value="",
+                                  description=f"real backend: {' | '.join(REAL_BACKENDS[robot])} (default the first)"),
+            DeclareLaunchArgument("model", default_value="",
+                                  description="directory with policy.onnx + model.json (default: shipped demo)"),
+            DeclareLaunchArgument("greedy", default_value="true", choices=["true", "false"],
+                                  description="argmax (true) or sampled actions"),
+            OpaqueFunction(function=nodes),
+        ]
+    )  # fmt: skip

@@ -1,0 +1,127 @@
+"""Drives episodes on a running graph with a simulated robot, through its topics only: asks the simulated
+world for a task, sends its goal as an operator would, and reads the outcome and latencies back.
+`make demo` and the multi-process tests use it."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from std_msgs.msg import Bool, String
+
+from flare_core import protocol
+from flare_ros.common import COMMAND_QOS
+
+
+class GraphError(RuntimeError):
+    """The graph did not answer in time; the message says which part."""
+
+
+@dataclass
+class EpisodeOutcome:
+    family: str
+    house: int
+    goal: str
+    success: bool
+    steps: int
+    reason: str
+    actions: list[str] = field(default_factory=list)
+    inference_ms: list[float] = field(default_factory=list)  # preprocessing + ONNX Runtime + choice
+    decision_ms: list[float] = field(default_factory=list)  # end of the last motion -> next command
+
+
+class EpisodeRunner:
+    def __init__(self, name: str = "flare_episode_runner") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.reset_pub = self.node.create_publisher(String, protocol.SIM_RESET, COMMAND_QOS)
+        self.goal_pub = self.node.create_publisher(String, protocol.GOAL, COMMAND_QOS)
+        self.estop_pub = self.node.create_publisher(Bool, protocol.ESTOP, COMMAND_QOS)
+        self.action_pub = self.node.create_publisher(String, protocol.ACTION, COMMAND_QOS)
+        self.tasks: list[dict] = []
+        self.statuses: list[protocol.PolicyStatus] = []
+        self.dones: list[protocol.ActionDone] = []
+        self.bridge_events: list[dict] = []
+        self.actions: list[protocol.ActionCommand] = []
+        sub = self.node.create_subscription
+        sub(String, protocol.SIM_TASK, lambda m: self.tasks.append(json.loads(m.data)), COMMAND_QOS)
+        sub(String, protocol.POLICY_STATUS, lambda m: self.statuses.append(protocol.PolicyStatus.parse(m.data)),
+            COMMAND_QOS)  # fmt: skip
+        sub(String, protocol.ACTION_DONE, lambda m: self.dones.append(protocol.ActionDone.parse(m.data)), COMMAND_QOS)
+        sub(String, protocol.BRIDGE_STATUS, lambda m: self.bridge_events.append(json.loads(m.data)), COMMAND_QOS)
+        sub(String, protocol.ACTION, lambda m: self.actions.append(protocol.ActionCommand.parse(m.data)), COMMAND_QOS)
+
+    # -- waiting ---------------------------------------------------------------------------------------
+    def spin_until(self, condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise GraphError(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the policy reports and the simulated robot and policy listen (ROS discovery takes a moment)."""
+        self.spin_until(lambda: self.statuses, timeout, f"the policy node's status on {protocol.POLICY_STATUS}")
+        self.spin_until(
+            lambda: self.reset_pub.get_subscription_count() > 0 and self.goal_pub.get_subscription_count() > 0,
+            timeout, "the simulated robot and the policy to subscribe",
+        )  # fmt: skip
+
+    # -- commands --------------------------------------------------------------------------------------
+    def start_task(self, family: str, house: int, timeout: float = 20.0) -> dict:
+        before = len(self.tasks)
+        self.reset_pub.publish(String(data=json.dumps({"family": family, "house": house})))
+        self.spin_until(lambda: len(self.tasks) > before, timeout, f"the simulated world to pose {family} {house}")
+        return self.tasks[-1]
+
+    def send_goal(self, goal: str) -> int:
+        """Sends the goal; returns the episode number the policy gives it."""
+        last = max((s.episode for s in self.statuses), default=0)
+        self.goal_pub.publish(String(data=goal))
+        self.spin_until(lambda: any(s.episode > last for s in self.statuses), 20.0, "the policy to start the episode")
+        return last + 1
+
+    def estop(self, engaged: bool) -> None:
+        self.estop_pub.publish(Bool(data=engaged))
+
+    def latest_status(self, episode: int | None = None) -> protocol.PolicyStatus | None:
+        for s in reversed(self.statuses):
+            if episode is None or s.episode == episode:
+                return s
+        return None
+
+    def run_episode(self, family: str, house: int, timeout: float = 120.0) -> EpisodeOutcome:
+        task = self.start_task(family, house)
+        first_status = len(self.statuses)
+        episode = self.send_goal(task["goal"])
+
+        def finished() -> bool:
+            s = self.latest_status(episode)
+            return s is not None and s.state in ("finished", "estopped")
+
+        self.spin_until(finished, timeout, f"episode {episode} ({family}, house {house}) to finish")
+        mine = [s for s in self.statuses[first_status:] if s.episode == episode]
+        acting = {s.step: s for s in mine if s.state == "acting"}  # one per decision
+        final = mine[-1]
+        return EpisodeOutcome(
+            family, house, task["goal"], bool(final.extra.get("success", False)), final.step, final.reason,
+            [acting[k].last_action for k in sorted(acting)],
+            [acting[k].latency_ms for k in sorted(acting)],
+            [acting[k].extra.get("decision_ms", 0.0) for k in sorted(acting)],
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

@@ -1,0 +1,181 @@
+"""Action bridge node: one per robot (`stretch_bridge`, `locobot_bridge`), one backend chosen by parameter.
+
+Subscribes: flare/action (String: ActionCommand JSON or a bare action name), flare/estop (Bool),
+flare/sim/reset (String, simulated robot only).
+Publishes: flare/action_done (String, ActionDone JSON), flare/bridge/status (String JSON events);
+the simulated robot also publishes its cameras (flare/camera/<camera>/image) and flare/sim/task.
+Parameters: backend (stretch: sim | stretch_body | stretch_driver; locobot: sim | interbotix | cmd_vel),
+control_hz, command_timeout_s, motion_timeout_s; sim_motion_s, camera_hz, publish_camera (simulated robot);
+embodiment (stretch_body: stretch_re1 | stretch_nav), linear_m_s, angular_rad_s, cmd_vel_topic (velocity bases).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, String
+
+from flare_core import protocol
+from flare_core.bridge import ActionBridge, BridgeConfig, RobotBackend
+from flare_ros.common import COMMAND_QOS, IMAGE_QOS, StartupError, now_ns, rgb_to_image, route_core_logs, run_node, string
+
+BACKENDS = {"stretch": ("sim", "stretch_body", "stretch_driver"), "locobot": ("sim", "interbotix", "cmd_vel")}
+ROBOT_EMBODIMENT = {"stretch": "stretch_re1", "locobot": "locobot"}
+
+
+class BridgeNode(Node):
+    def __init__(self, robot: str) -> None:
+        super().__init__(f"{robot}_bridge")
+        route_core_logs(self)
+        self.robot = robot
+        p = {
+            name: self.declare_parameter(name, default).value
+            for name, default in [
+                ("backend", "sim"), ("control_hz", 20.0), ("command_timeout_s", 2.0), ("motion_timeout_s", 20.0),
+                ("sim_motion_s", 0.05), ("camera_hz", 10.0), ("publish_camera", True),
+                ("embodiment", ROBOT_EMBODIMENT[robot]), ("linear_m_s", 0.2), ("angular_rad_s", 0.5),
+                ("cmd_vel_topic", "/stretch/cmd_vel" if robot == "stretch" else "/locobot/mobile_base/cmd_vel"),
+            ]
+        }  # fmt: skip
+        self.params = p
+        if p["backend"] not in BACKENDS[robot]:
+            raise StartupError(f"backend {p['backend']!r} unknown for {robot}; use one of {', '.join(BACKENDS[robot])}")
+        self.backend = self._make_backend(p)
+        period = 1.0 / p["control_hz"]
+        self.bridge = ActionBridge(self.backend, BridgeConfig(period, p["command_timeout_s"], p["motion_timeout_s"]),
+                                   time.monotonic())  # fmt: skip
+        self.done_pub = self.create_publisher(String, protocol.ACTION_DONE, COMMAND_QOS)
+        self.status_pub = self.create_publisher(String, protocol.BRIDGE_STATUS, COMMAND_QOS)
+        self.create_subscription(String, protocol.ACTION, self.on_action, COMMAND_QOS)
+        self.create_subscription(Bool, protocol.ESTOP, self.on_estop, COMMAND_QOS)
+        self.create_timer(period, self.tick)
+        self.sim = self.backend if p["backend"] == "sim" else None
+        if self.sim is not None:
+            self.task_pub = self.create_publisher(String, protocol.SIM_TASK, COMMAND_QOS)
+            self.create_subscription(String, protocol.SIM_RESET, self.on_sim_reset, COMMAND_QOS)
+            self.camera_pubs = {}
+            if p["publish_camera"]:
+                for camera in ("nav", "manip"):
+                    self.camera_pubs[camera] = self.create_publisher(
+                        Image, protocol.camera_topic(camera), IMAGE_QOS
+                    )
+                self.create_timer(1.0 / p["camera_hz"], self.publish_frames)
+        info = self.backend.info
+        notes = "; ".join(info.notes)
+        self.get_logger().info(
+            f"{robot} bridge up: backend {info.backend}, embodiment {self.backend.embodiment.name} "
+            f"(valid: {', '.join(self.backend.embodiment.valid_names)}), control {p['control_hz']:.0f} Hz"
+            + (f"; {notes}" if notes else "")
+        )
+        self.report("up", backend=info.backend, embodiment=self.backend.embodiment.name)
+
+    def _make_backend(self, p: dict) -> RobotBackend:
+        from flare_robots.errors import BackendUnavailable
+
+        try:
+            if p["backend"] == "sim":
+                from flare_sim.robot import SimulatedRobot
+
+                return SimulatedRobot(ROBOT_EMBODIMENT[self.robot], motion_s=p["sim_motion_s"])
+            if p["backend"] == "stretch_body":
+                from flare_robots.stretch_body_backend import StretchBodyBackend, StretchBodyConfig
+
+                return StretchBodyBackend(config=StretchBodyConfig(embodiment=p["embodiment"]))
+            if p["backend"] == "interbotix":
+                from flare_robots.interbotix_backend import InterbotixBackend, InterbotixConfig
+
+                return InterbotixBackend(config=InterbotixConfig(linear_m_s=p["linear_m_s"],
+                                                                 angular_rad_s=p["angular_rad_s"]))  # fmt: skip
+            from flare_ros.topic_backends import CmdVelBackend
+
+            return CmdVelBackend(self, self.robot, p["cmd_vel_topic"], p["linear_m_s"], p["angular_rad_s"])
+        except BackendUnavailable as err:
+            raise StartupError(f"{self.robot} backend {p['backend']!r} unavailable: {err}") from None
+
+    # -- callbacks -------------------------------------------------------------------------------------
+    def on_action(self, msg: String) -> None:
+        try:
+            command = protocol.ActionCommand.parse(msg.data)
+        except protocol.ProtocolError as err:
+            self.get_logger().error(f"ignored a malformed command on {protocol.ACTION}: {err}; nothing moved")
+            return
+        self.publish_done(self.bridge.submit(command, time.monotonic(), now_ns(self)))
+        self.flush_events()
+
+    def on_estop(self, msg: Bool) -> None:
+        received = time.monotonic()
+        done = self.bridge.estop(bool(msg.data), now_ns(self))
+        if msg.data:
+            self.report("estop", halted_after_ms=round((time.monotonic() - received) * 1000, 3),
+                        aborted=done.action if done else "")  # fmt: skip
+        else:
+            self.report("estop_released")
+        self.publish_done(done)
+        self.flush_events()
+
+    def on_sim_reset(self, msg: String) -> None:
+        try:
+            request = json.loads(msg.data)
+            family, house = str(request["family"]), int(request["house"])
+            self.publish_done(self.bridge.abort("the simulated world was reset", now_ns(self)))
+            task = self.sim.reset_task(family, house)
+        except (ValueError, KeyError, TypeError) as err:
+            self.get_logger().error(
+                f"bad request on {protocol.SIM_RESET} ({err}): send {{\"family\": \"objectnav\", \"house\": 0}}"
+            )
+            return
+        self.publish_frames()
+        self.task_pub.publish(string(json.dumps(task)))
+        self.get_logger().info(f"simulated world: {task['family']} in house {task['house']}: {task['goal']!r}")
+
+    def tick(self) -> None:
+        done = self.bridge.tick(time.monotonic(), now_ns(self))
+        if done is not None and self.sim is not None:
+            self.publish_frames()  # the first frame after the motion, stamped after its completion
+        self.publish_done(done)
+        self.flush_events()
+
+    # -- output ----------------------------------------------------------------------------------------
+    def publish_done(self, done: protocol.ActionDone | None) -> None:
+        if done is not None:
+            self.done_pub.publish(string(done.to_json()))
+
+    def publish_frames(self) -> None:
+        if self.sim is None or not self.camera_pubs:
+            return
+        stamp = now_ns(self)
+        for camera, frame in self.sim.frames().items():
+            self.camera_pubs[camera].publish(rgb_to_image(frame, stamp, f"sim_{camera}_camera"))
+
+    def report(self, event: str, **fields) -> None:
+        self.status_pub.publish(string(json.dumps({"event": event, "robot": self.robot, "stamp_ns": now_ns(self),
+                                                   **fields})))  # fmt: skip
+
+    def flush_events(self) -> None:
+        for text in self.bridge.events:
+            self.report("log", message=text, estopped=self.bridge.estopped)
+        self.bridge.events.clear()
+
+    def close(self) -> None:
+        self.bridge.shutdown()
+
+
+def main(robot: str | None = None) -> None:
+    robot = robot or (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in BACKENDS else "stretch")
+    run_node(lambda: BridgeNode(robot))
+
+
+def stretch_main() -> None:
+    main("stretch")
+
+
+def locobot_main() -> None:
+    main("locobot")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""What every FLaRe node shares: image message conversion, QoS, logging into the ROS logger, a clean main."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from flare_core.images import RawImage, decode_rgb, encode_rgb
+
+IMAGE_QOS = qos_profile_sensor_data  # cameras: best effort, keep last
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # goals, actions, status, e-stop
+
+
+def image_to_rgb(msg: Image, source: str) -> np.ndarray:
+    raw = RawImage(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data), bool(msg.is_bigendian))
+    return decode_rgb(raw, source)
+
+
+def rgb_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    raw = encode_rgb(frame, frame_id)
+    msg = Image(height=raw.height, width=raw.width, encoding=raw.encoding, step=raw.step, data=raw.data)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return msg
+
+
+def stamp_ns(msg: Image) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def now_ns(node: Node) -> int:
+    return node.get_clock().now().nanoseconds
+
+
+def string(text: str) -> String:
+    return String(data=text)
+
+
+class RosLogHandler(logging.Handler):
+    """Sends the core's `flare.*` log records to the node's ROS logger (one log stream per node)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self.logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self.logger.warning(text)
+        else:
+            self.logger.info(text)
+
+
+def route_core_logs(node: Node) -> None:
+    core = logging.getLogger("flare")
+    core.handlers[:] = [RosLogHandler(node)]
+    core.setLevel(logging.INFO)
+    core.propagate = False
+
+
+def run_node(make: Callable[[], Node]) -> None:
+    """Init, spin until Ctrl-C or shutdown, clean up; a node that cannot start says why and exits 1."""
+    rclpy.init(args=sys.argv)
+    node = None
+    try:
+        node = make()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except StartupError as err:
+        print(f"[FATAL] {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+class StartupError(RuntimeError):
+    """A node that cannot start (missing model, unknown backend, ...): the message says what to do."""

@@ -1,0 +1,135 @@
+"""Policy node: goal in, one action per completed motion out, through the ONNX Runtime policy (no torch).
+
+Subscribes: flare/goal (String), flare/camera/<camera>/image (Image, one per camera in the model card),
+flare/action_done (String, ActionDone JSON), flare/estop (Bool).
+Publishes: flare/action (String, ActionCommand JSON), flare/policy/status (String, PolicyStatus JSON: on
+every change and at 1 Hz).
+Parameters: model (directory with policy.onnx + model.json), embodiment (the card's, default its first),
+robot (embodiment of the robot, masks what it cannot do; default: same), greedy, seed, step_limit,
+provider (auto|cpu|cuda), camera_timeout_s, action_timeout_s.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, String
+
+from flare_core import protocol
+from flare_core.episode import LoopConfig, PolicyLoop, State
+from flare_core.preprocessing import FrameError
+from flare_core.runtime import OnnxPolicy, PolicyLoadError, available_providers
+from flare_ros.common import (
+    COMMAND_QOS,
+    IMAGE_QOS,
+    StartupError,
+    image_to_rgb,
+    now_ns,
+    route_core_logs,
+    run_node,
+    stamp_ns,
+    string,
+)
+
+PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("flare_policy")
+        route_core_logs(self)
+        p = {
+            name: self.declare_parameter(name, default).value
+            for name, default in [
+                ("model", ""), ("embodiment", ""), ("robot", ""), ("greedy", True), ("seed", 0),
+                ("step_limit", 500), ("provider", "auto"), ("camera_timeout_s", 1.0), ("action_timeout_s", 30.0),
+                ("tick_hz", 50.0),
+            ]
+        }  # fmt: skip
+        if not p["model"]:
+            raise StartupError("parameter `model` is empty: give the directory holding policy.onnx and model.json")
+        if p["provider"] not in PROVIDERS:
+            raise StartupError(f"provider {p['provider']!r} unknown; use one of {', '.join(PROVIDERS)}")
+        providers = PROVIDERS[p["provider"]] or available_providers()
+        try:
+            self.policy = OnnxPolicy(Path(p["model"]), p["embodiment"] or None, p["greedy"], providers, p["seed"],
+                                     robot=p["robot"] or None)  # fmt: skip
+        except (PolicyLoadError, ValueError, FileNotFoundError) as err:
+            raise StartupError(f"cannot load the policy: {err}") from None
+        cameras = [c.name for c in self.policy.card.cameras]
+        config = LoopConfig(p["step_limit"], p["camera_timeout_s"], p["action_timeout_s"])
+        self.loop = PolicyLoop(self.policy, cameras, config)
+        self.bad_frames: dict[str, str] = {}
+
+        self.action_pub = self.create_publisher(String, protocol.ACTION, COMMAND_QOS)
+        self.status_pub = self.create_publisher(String, protocol.POLICY_STATUS, COMMAND_QOS)
+        self.create_subscription(String, protocol.GOAL, self.on_goal, COMMAND_QOS)
+        self.create_subscription(String, protocol.ACTION_DONE, self.on_done, COMMAND_QOS)
+        self.create_subscription(Bool, protocol.ESTOP, self.on_estop, COMMAND_QOS)
+        for camera in cameras:
+            self.create_subscription(Image, protocol.camera_topic(camera),
+                                     lambda msg, c=camera: self.on_image(c, msg), IMAGE_QOS)  # fmt: skip
+        self.create_timer(1.0 / p["tick_hz"], self.tick)
+        self.create_timer(1.0, self.publish_status)
+        card = self.policy.card
+        self.get_logger().info(
+            f"policy {card.name!r} ready on {self.policy.providers[0]}: embodiment {self.policy.embodiment.name}, "
+            f"robot {self.policy.robot.name}, cameras {cameras}, {'greedy' if p['greedy'] else 'sampled'}, "
+            f"step limit {config.step_limit}; waiting for a goal on {protocol.GOAL}"
+        )
+
+    # -- callbacks -------------------------------------------------------------------------------------
+    def on_goal(self, msg: String) -> None:
+        self.loop.on_goal(msg.data, time.monotonic(), now_ns(self))
+        self.tick()
+
+    def on_image(self, camera: str, msg: Image) -> None:
+        try:
+            frame = image_to_rgb(msg, f"camera {camera!r} ({protocol.camera_topic(camera)})")
+        except FrameError as err:
+            if self.bad_frames.get(camera) != str(err):  # say it once per distinct problem, not 30 times a second
+                self.get_logger().error(f"{err}; frames from this camera are ignored until it is fixed")
+                self.bad_frames[camera] = str(err)
+            return
+        self.bad_frames.pop(camera, None)
+        self.loop.on_frame(camera, frame, stamp_ns(msg), time.monotonic())
+        self.tick()
+
+    def on_done(self, msg: String) -> None:
+        try:
+            done = protocol.ActionDone.parse(msg.data)
+        except protocol.ProtocolError as err:
+            self.get_logger().error(f"ignored a malformed completion on {protocol.ACTION_DONE}: {err}")
+            return
+        self.loop.on_done(done, time.monotonic())
+        self.tick()
+
+    def on_estop(self, msg: Bool) -> None:
+        self.loop.on_estop(bool(msg.data))
+        self.publish_status()
+
+    def tick(self) -> None:
+        command = self.loop.tick(time.monotonic(), now_ns(self))
+        if command is not None:
+            self.action_pub.publish(string(command.to_json()))
+        if self.loop.changed:
+            self.publish_status()
+
+    def publish_status(self) -> None:
+        self.loop.changed = False
+        self.status_pub.publish(string(self.loop.status(now_ns(self)).to_json()))
+
+    def close(self) -> None:
+        if self.loop.state in (State.ACTING, State.WAITING_FRAME, State.PAUSED):
+            self.get_logger().warning(f"shutting down mid-episode {self.loop.episode}")
+
+
+def main() -> None:
+    run_node(PolicyNode)
+
+
+if __name__ == "__main__":
+    main()
