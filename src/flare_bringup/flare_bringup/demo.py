@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
             dead = graph.dead()
             print(f"!! {err}" + (f"; nodes that exited (name: code): {dead}" if dead else ""), file=sys.stderr)
             for name in graph.processes:
-                print(f"--- {name} log (last lines) ---\n" + "\n".join(graph.log(name).splitlines()[-15:]), file=sys.stderr)
+                print(
+                    f"--- {name} log (last lines) ---\n" + "\n".join(graph.log(name).splitlines()[-15:]),
+                    file=sys.stderr,
+                )
             sys.exit(1)
         finally:
             runner.close()

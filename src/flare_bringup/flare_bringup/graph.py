@@ -53,7 +53,9 @@ def default_model() -> Path:
     return candidates[-1]
 
 
-def graph_nodes(robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True) -> list[NodeSpec]:
+def graph_nodes(
+    robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True
+) -> list[NodeSpec]:
     """The nodes for `robot`: policy + bridge, and camera nodes on a real robot (the simulated one renders)."""
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot {robot!r}; use one of {', '.join(ROBOTS)}")
@@ -72,7 +74,9 @@ def graph_nodes(robot: str, real: bool = False, backend: str = "", model: str = 
         NodeSpec("flare_ros", f"{robot}_bridge", "flare_ros.bridge_node", f"{robot}_bridge", {"backend": backend}),
     ]
     if real:
-        nodes += [NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in ("nav", "manip")]
+        nodes += [
+            NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in ("nav", "manip")
+        ]
     return nodes
 
 
@@ -94,9 +98,11 @@ class Graph:
     """The node processes of one graph; a context manager that stops them all (SIGINT, then SIGKILL)."""
 
     def __init__(self, robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True,
-                 overrides: dict[str, dict] | None = None, log_dir: Path | None = None) -> None:  # fmt: skip
+                 overrides: dict[str, dict] | None = None, log_dir: Path | None = None,
+                 extra: list[NodeSpec] | None = None) -> None:  # fmt: skip
+        """`overrides`: node name -> parameters on top of the YAML; `extra`: more nodes (tests: cameras)."""
         self.robot = robot
-        self.specs = graph_nodes(robot, real, backend, model, greedy)
+        self.specs = graph_nodes(robot, real, backend, model, greedy) + list(extra or [])
         self.overrides = overrides or {}
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
@@ -109,7 +115,9 @@ class Graph:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 out = open(self.log_dir / f"{spec.name}.log", "w")
             command = node_command(spec, self.robot, self.overrides.get(spec.name))
-            self.processes[spec.name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+            self.processes[spec.name] = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT if out else None
+            )
         return self
 
     def dead(self) -> dict[str, int]:

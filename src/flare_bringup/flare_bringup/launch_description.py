@@ -7,10 +7,11 @@ from flare_bringup.graph import REAL_BACKENDS, config_file, graph_nodes
 
 
 def robot_launch_description(robot: str):
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
 
     def nodes(context, *args, **kwargs):
         real = LaunchConfiguration("robot").perform(context) == "real"

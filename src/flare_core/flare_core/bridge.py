@@ -69,7 +69,7 @@ class RobotBackend(ABC):
         """The e-stop: at least `halt`; a robot with a hardware run-stop triggers it."""
         self.halt()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most backends hold nothing to release)
         """Release the hardware (called on shutdown after `halt`)."""
 
 

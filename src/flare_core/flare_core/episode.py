@@ -167,8 +167,10 @@ class PolicyLoop:
         silent = self._silent(now)
         if silent and self.state == State.WAITING_FRAME:
             never = [c for c in silent if c not in self.last_frame_at]
-            why = (f"no frames yet from camera(s) {', '.join(never)}" if never else
-                   f"no frames from camera(s) {', '.join(silent)} for {self.config.camera_timeout_s:.1f} s")  # fmt: skip
+            if never:
+                why = f"no frames yet from camera(s) {', '.join(never)}"
+            else:
+                why = f"no frames from camera(s) {', '.join(silent)} for {self.config.camera_timeout_s:.1f} s"
             log.error(f"PAUSED: {why}; the robot is not moved until frames come back")
             self._set(State.PAUSED, why)
 

@@ -42,9 +42,7 @@ def decode_rgb(raw: RawImage, source: str = "image") -> np.ndarray:
     if encoding not in _COLOUR:
         hint = _HINTS.get(raw.encoding) or _HINTS.get(encoding)
         what = f" ({hint}: point the policy at the colour stream)" if hint else ""
-        raise FrameError(
-            f"{source}: encoding {raw.encoding!r} is not supported{what}; use one of {', '.join(_COLOUR)}"
-        )
+        raise FrameError(f"{source}: encoding {raw.encoding!r} is not supported{what}; use one of {', '.join(_COLOUR)}")
     channels = _COLOUR[encoding]
     if raw.height < 1 or raw.width < 1:
         raise FrameError(f"{source}: empty image ({raw.height} x {raw.width})")

@@ -21,7 +21,16 @@ from std_msgs.msg import Bool, String
 
 from flare_core import protocol
 from flare_core.bridge import ActionBridge, BridgeConfig, RobotBackend
-from flare_ros.common import COMMAND_QOS, IMAGE_QOS, StartupError, now_ns, rgb_to_image, route_core_logs, run_node, string
+from flare_ros.common import (
+    COMMAND_QOS,
+    IMAGE_QOS,
+    StartupError,
+    now_ns,
+    rgb_to_image,
+    route_core_logs,
+    run_node,
+    string,
+)
 
 BACKENDS = {"stretch": ("sim", "stretch_body", "stretch_driver"), "locobot": ("sim", "interbotix", "cmd_vel")}
 ROBOT_EMBODIMENT = {"stretch": "stretch_re1", "locobot": "locobot"}
@@ -60,9 +69,7 @@ class BridgeNode(Node):
             self.camera_pubs = {}
             if p["publish_camera"]:
                 for camera in ("nav", "manip"):
-                    self.camera_pubs[camera] = self.create_publisher(
-                        Image, protocol.camera_topic(camera), IMAGE_QOS
-                    )
+                    self.camera_pubs[camera] = self.create_publisher(Image, protocol.camera_topic(camera), IMAGE_QOS)
                 self.create_timer(1.0 / p["camera_hz"], self.publish_frames)
         info = self.backend.info
         notes = "; ".join(info.notes)
@@ -125,7 +132,7 @@ class BridgeNode(Node):
             task = self.sim.reset_task(family, house)
         except (ValueError, KeyError, TypeError) as err:
             self.get_logger().error(
-                f"bad request on {protocol.SIM_RESET} ({err}): send {{\"family\": \"objectnav\", \"house\": 0}}"
+                f'bad request on {protocol.SIM_RESET} ({err}): send {{"family": "objectnav", "house": 0}}'
             )
             return
         self.publish_frames()

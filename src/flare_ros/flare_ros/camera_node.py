@@ -86,7 +86,9 @@ class CameraNode(Node):
         if p["rotate_cw"] not in (0, 90, 180, 270):
             raise StartupError(f"rotate_cw must be 0, 90, 180 or 270, got {p['rotate_cw']}")
         if not p["source"]:
-            raise StartupError("parameter `source` is empty: give device:N, a video file, an image folder or topic:NAME")
+            raise StartupError(
+                "parameter `source` is empty: give device:N, a video file, an image folder or topic:NAME"
+            )
         self.p = p
         self.topic = protocol.camera_topic(p["camera"])
         self.publisher = self.create_publisher(Image, self.topic, IMAGE_QOS)

@@ -1,0 +1,126 @@
+"""The policy node's logic (flare_core.episode) with the real ONNX Runtime policy: it only decides on frames
+taken after the last motion finished, pauses on a silent camera, stops on end / step limit / refusal /
+e-stop, and never acts on garbage. Image decoding and the wire protocol refuse what they cannot read."""
+
+import numpy as np
+import pytest
+
+from flare_core.episode import LoopConfig, PolicyLoop, State
+from flare_core.images import RawImage, decode_rgb, encode_rgb
+from flare_core.preprocessing import FrameError
+from flare_core.protocol import ActionCommand, ActionDone, ProtocolError, Result
+from flare_core.runtime import OnnxPolicy
+
+MODEL = "models/gridhouse_demo"
+S = 1_000_000_000  # ns per second
+
+
+@pytest.fixture
+def loop():
+    policy = OnnxPolicy(MODEL, "gridhouse", greedy=True)
+    return PolicyLoop(policy, ["nav", "manip"], LoopConfig(step_limit=3, camera_timeout_s=1.0, action_timeout_s=5.0))
+
+
+def frames(loop, stamp_ns, now, value=100):
+    loop.on_frame("nav", np.full((56, 56, 3), value, np.uint8), stamp_ns, now)
+    loop.on_frame("manip", np.full((24, 24, 3), value, np.uint8), stamp_ns, now)
+
+
+def test_decides_only_on_frames_taken_after_the_motion(loop):
+    frames(loop, 1 * S, now=1.0)
+    loop.on_goal("go to the red ball", now=1.1, stamp_ns=2 * S)
+    assert loop.tick(1.2, 2 * S) is None  # frames older than the goal are stale
+    frames(loop, 3 * S, now=1.3)
+    command = loop.tick(1.3, 3 * S)
+    assert command is not None and loop.state == State.ACTING and command.episode == 1 and command.step == 0
+    assert loop.tick(1.4, 3 * S) is None  # one action in flight at a time
+    loop.on_done(ActionDone(command.id, command.action, Result.DONE, stamp_ns=5 * S), now=1.5)
+    frames(loop, 4 * S, now=1.6)  # taken during the motion
+    assert loop.tick(1.6, 5 * S) is None
+    frames(loop, 6 * S, now=1.7)
+    assert loop.tick(1.7, 6 * S).step == 1
+
+
+def test_step_limit_end_and_foreign_completions(loop):
+    loop.on_goal("go to the red ball", 0.0, 0)
+    for i in range(3):
+        frames(loop, (i + 1) * S, now=0.1 * i)
+        command = loop.tick(0.1 * i, (i + 1) * S)
+        loop.on_done(ActionDone(999, "m", Result.DONE), now=0.1 * i)  # not ours: ignored
+        assert loop.state == State.ACTING
+        loop.on_done(ActionDone(command.id, "m", Result.DONE, stamp_ns=(i + 1) * S), now=0.1 * i)
+    assert loop.state == State.FINISHED and "step limit 3" in loop.reason
+    loop.on_goal("go to the blue key", 1.0, 10 * S)
+    frames(loop, 11 * S, now=1.0)
+    command = loop.tick(1.0, 11 * S)
+    loop.on_done(ActionDone(command.id, "end", Result.DONE, stamp_ns=12 * S, episode_over=True, success=True), 1.1)
+    assert loop.state == State.FINISHED and loop.status(0).extra["success"] is True and loop.episode == 2
+
+
+def test_silent_camera_pauses_and_fresh_frames_resume(loop):
+    frames(loop, 1 * S, now=0.0)
+    loop.on_goal("go to the red ball", 0.5, 2 * S)
+    assert loop.tick(2.0, 2 * S) is None and loop.state == State.PAUSED
+    assert "nav" in loop.reason and "manip" in loop.reason
+    loop.on_frame("nav", np.zeros((56, 56, 3), np.uint8), 3 * S, 2.1)
+    assert loop.state == State.PAUSED  # manip still silent
+    loop.on_frame("manip", np.zeros((24, 24, 3), np.uint8), 3 * S, 2.1)
+    assert loop.state == State.WAITING_FRAME
+    assert loop.tick(2.1, 3 * S) is not None
+
+
+def test_refusal_estop_and_timeout_stop_the_episode(loop):
+    loop.on_goal("go to the red ball", 0.0, 0)
+    frames(loop, 1 * S, 0.0)
+    command = loop.tick(0.0, S)
+    loop.on_done(ActionDone(command.id, command.action, Result.REFUSED, "masked"), 0.1)
+    assert loop.state == State.FINISHED and "refused" in loop.reason
+    loop.on_goal("go to the red ball", 1.0, 2 * S)
+    frames(loop, 3 * S, 1.0)
+    loop.tick(1.0, 3 * S)
+    loop.on_estop(True)
+    assert loop.state == State.ESTOPPED and loop.tick(1.1, 4 * S) is None
+    loop.on_estop(False)
+    assert loop.state == State.IDLE
+    loop.on_goal("go to the red ball", 2.0, 5 * S)
+    frames(loop, 6 * S, 2.0)
+    loop.tick(2.0, 6 * S)
+    loop.tick(8.0, 7 * S)  # no completion within action_timeout_s
+    assert loop.state == State.FINISHED and "no completion" in loop.reason
+
+
+def test_garbage_frames_end_the_episode_without_acting(loop):
+    loop.on_goal("go to the red ball", 0.0, 0)
+    loop.on_frame("nav", np.zeros((56, 56), np.uint8), S, 0.0)  # greyscale: no channels
+    loop.on_frame("manip", np.zeros((24, 24, 3), np.uint8), S, 0.0)
+    assert loop.tick(0.0, S) is None
+    assert loop.state == State.FINISHED and "policy step failed" in loop.reason
+
+
+def test_image_decoding_accepts_colour_encodings_and_refuses_the_rest():
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    raw = encode_rgb(rgb)
+    np.testing.assert_array_equal(decode_rgb(raw), rgb)
+    bgra = np.concatenate([rgb[..., ::-1], np.full((4, 5, 1), 255, np.uint8)], axis=2)
+    padded = np.zeros((4, 24), np.uint8)  # step 24 > 20: row padding is skipped
+    padded[:, :20] = bgra.reshape(4, 20)
+    np.testing.assert_array_equal(decode_rgb(RawImage(4, 5, "bgra8", 24, padded.tobytes())), rgb)
+    with pytest.raises(FrameError, match="depth image"):
+        decode_rgb(RawImage(4, 5, "16UC1", 10, bytes(40)))
+    with pytest.raises(FrameError, match="truncated"):
+        decode_rgb(RawImage(4, 5, "rgb8", 15, bytes(59)))
+    with pytest.raises(FrameError, match="shorter than a row"):
+        decode_rgb(RawImage(4, 5, "rgb8", 12, bytes(60)))
+
+
+def test_protocol_parses_json_and_bare_names_and_refuses_garbage():
+    assert ActionCommand.parse("m") == ActionCommand("m")
+    command = ActionCommand("l", id=4, episode=2, step=9, stamp_ns=5)
+    assert ActionCommand.parse(command.to_json()) == command
+    done = ActionDone(4, "l", Result.DONE, stamp_ns=7, holding=True)
+    assert ActionDone.parse(done.to_json()) == done
+    for bad in ("", "move forward", '{"id": 3}', "{not json"):
+        with pytest.raises(ProtocolError):
+            ActionCommand.parse(bad)
+    with pytest.raises(ProtocolError, match="malformed"):
+        ActionDone.parse('{"id": 1, "action": "m", "result": "exploded"}')
