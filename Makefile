@@ -1,7 +1,19 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both set up .venv on first use.
-# On a robot or workstation with a system ROS 2 Jazzy, source /opt/ros/jazzy/setup.bash first.
+# Where a system ROS 2 Jazzy is installed (/opt/ros/jazzy, as on a robot), setup uses it: the venv sees the
+# system packages, the PyPI ROS wheels are skipped, and every command runs with its setup.bash sourced.
 
+ROS_SETUP := $(wildcard /opt/ros/jazzy/setup.bash)
+ifneq ($(ROS_SETUP),)
+PYTHON ?= /usr/bin/python3
+VENV_FLAGS := --system-site-packages
+ROS_REQUIREMENTS :=
+RUN := . $(ROS_SETUP) &&
+else
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV_FLAGS :=
+ROS_REQUIREMENTS := -r requirements-ros.txt
+RUN :=
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall when the pins or a package's setup change.
@@ -12,21 +24,23 @@ PACKAGES := src/flare_core src/flare_sim src/flare_robots src/flare_ros src/flar
 
 setup: $(SETUP_STAMP)
 
-$(SETUP_STAMP): requirements.txt $(wildcard src/*/setup.py) sim_training/pyproject.toml
+$(SETUP_STAMP): requirements.txt requirements-ros.txt $(wildcard src/*/setup.py) sim_training/pyproject.toml
 	@echo ">> creating $(VENV) and installing pinned dependencies (first run: a few minutes)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime" || { echo "!! dependency install failed: see pip output above"; exit 1; }
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt $(ROS_REQUIREMENTS) 2>&1 | grep -v "^WARNING: Location" || true
+	$(RUN) $(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime" || { echo "!! dependency install failed: see pip output above"; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES)) 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import flare_core, flare_sim, flare_robots, flare_ros, flare_bringup, flare_training" || { echo "!! installing the workspace packages failed"; exit 1; }
+	$(RUN) $(BIN)/python -c "import flare_core, flare_sim, flare_robots, flare_ros, flare_bringup, flare_training" || { echo "!! installing the workspace packages failed"; exit 1; }
 	touch $@
 
 # colcon builds the ament_python workspace exactly as on a robot (build/, install/, log/).
 build: $(SETUP_STAMP)
-	$(BIN)/colcon --log-base log build --base-paths src --build-base build --install-base install --event-handlers console_cohesion- summary+
+	$(RUN) $(BIN)/colcon --log-base log build --base-paths src --build-base build --install-base install --event-handlers console_cohesion- summary+
 
-demo: $(SETUP_STAMP)
-	$(BIN)/python -m flare_sim.demo
+# The main job: the ROS 2 graph (policy node + Stretch bridge on the simulated robot, shipped demo model)
+# runs episodes from goal messages and prints success and decision latency.
+demo: build
+	$(RUN) $(BIN)/python -m flare_bringup.demo
 
 lint: $(SETUP_STAMP)
 	$(BIN)/ruff check .
@@ -37,10 +51,10 @@ format: $(SETUP_STAMP)
 	$(BIN)/ruff format .
 
 test: build lint
-	$(BIN)/python -m pytest
+	$(RUN) $(BIN)/python -m pytest
 
 bench: $(SETUP_STAMP)
-	$(BIN)/python benchmarks/env_throughput.py
+	$(RUN) $(BIN)/python benchmarks/env_throughput.py
 
 clean:
 	rm -rf build install log .pytest_cache .ruff_cache

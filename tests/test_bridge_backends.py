@@ -6,14 +6,14 @@ import time
 
 import numpy as np
 import pytest
-from flare_robots.fakes import FakeInterbotixLocobot, FakeStretchBodyRobot
-from flare_robots.interbotix_backend import InterbotixBackend
-from flare_robots.stretch_body_backend import StretchBodyBackend, StretchBodyConfig
-from flare_robots.velocity import VelocityLimits, plan_base_motion
 
 from flare_core.bridge import ActionBridge, BridgeConfig
 from flare_core.embodiments import LOCOBOT
 from flare_core.protocol import ActionCommand, Result
+from flare_robots.fakes import FakeInterbotixLocobot, FakeStretchBodyRobot
+from flare_robots.interbotix_backend import InterbotixBackend
+from flare_robots.stretch_body_backend import StretchBodyBackend, StretchBodyConfig
+from flare_robots.velocity import VelocityLimits, plan_base_motion
 from flare_sim.robot import SimulatedRobot
 
 

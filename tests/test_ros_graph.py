@@ -4,10 +4,10 @@ e-stop halts mid-motion within one control period; a dead camera pauses the poli
 
 import cv2
 import pytest
-from flare_bringup.graph import Graph, NodeSpec
-from flare_bringup.runner import EpisodeRunner
 from std_msgs.msg import String
 
+from flare_bringup.graph import Graph, NodeSpec
+from flare_bringup.runner import EpisodeRunner
 from flare_core.runtime import OnnxPolicy
 from flare_sim import CAMERA_KEYS, GridhouseEnv
 from flare_sim.robot import SimulatedRobot
@@ -139,6 +139,32 @@ def test_dead_camera_pauses_the_policy_and_the_bridge_stops(tmp_path):
         runner.spin_for(1.0)
         assert len(runner.actions) == n_actions <= 2  # nothing decided without the camera
         assert "STALLED" not in graph.log("flare_camera_manip")
+    finally:
+        runner.close()
+        graph.stop()
+
+
+def test_wrong_image_encoding_is_reported_and_never_acted_on(tmp_path):
+    from sensor_msgs.msg import Image
+
+    from flare_core import protocol
+    from flare_ros.common import IMAGE_QOS
+
+    overrides = {"stretch_bridge": {"publish_camera": False}}
+    graph, runner = graph_with_runner(tmp_path, "stretch", overrides=overrides)
+    try:
+        pubs = {c: runner.node.create_publisher(Image, protocol.camera_topic(c), IMAGE_QOS) for c in ("nav", "manip")}
+        depth = Image(height=56, width=56, encoding="16UC1", step=112, data=bytes(56 * 112))
+        runner.start_task("objectnav", 0)
+        runner.send_goal("go to the red ball")
+        for _ in range(20):
+            for pub in pubs.values():
+                pub.publish(depth)
+            runner.spin_for(0.1)
+        assert runner.actions == []
+        assert runner.latest_status().state == "paused"
+        assert "depth image" in graph.log("flare_policy")
+        assert graph.log("flare_policy").count("depth image") <= 2  # once per camera, not at 10 Hz
     finally:
         runner.close()
         graph.stop()

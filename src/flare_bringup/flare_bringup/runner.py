@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field
 
 import rclpy
-from flare_ros.common import COMMAND_QOS
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Bool, String
 
 from flare_core import protocol
+from flare_ros.common import COMMAND_QOS
 
 
 class GraphError(RuntimeError):

@@ -25,6 +25,7 @@ from flare_ros.common import (
     COMMAND_QOS,
     IMAGE_QOS,
     StartupError,
+    declare_parameters,
     now_ns,
     rgb_to_image,
     route_core_logs,
@@ -36,20 +37,29 @@ BACKENDS = {"stretch": ("sim", "stretch_body", "stretch_driver"), "locobot": ("s
 ROBOT_EMBODIMENT = {"stretch": "stretch_re1", "locobot": "locobot"}
 
 
+def parameters(robot: str) -> dict:
+    """The bridge's parameters and defaults for `robot`."""
+    return {
+        "backend": "sim",
+        "control_hz": 20.0,
+        "command_timeout_s": 2.0,
+        "motion_timeout_s": 20.0,
+        "sim_motion_s": 0.05,
+        "camera_hz": 10.0,
+        "publish_camera": True,
+        "embodiment": ROBOT_EMBODIMENT[robot],
+        "linear_m_s": 0.2,
+        "angular_rad_s": 0.5,
+        "cmd_vel_topic": "/stretch/cmd_vel" if robot == "stretch" else "/locobot/mobile_base/cmd_vel",
+    }
+
+
 class BridgeNode(Node):
     def __init__(self, robot: str) -> None:
         super().__init__(f"{robot}_bridge")
         route_core_logs(self)
         self.robot = robot
-        p = {
-            name: self.declare_parameter(name, default).value
-            for name, default in [
-                ("backend", "sim"), ("control_hz", 20.0), ("command_timeout_s", 2.0), ("motion_timeout_s", 20.0),
-                ("sim_motion_s", 0.05), ("camera_hz", 10.0), ("publish_camera", True),
-                ("embodiment", ROBOT_EMBODIMENT[robot]), ("linear_m_s", 0.2), ("angular_rad_s", 0.5),
-                ("cmd_vel_topic", "/stretch/cmd_vel" if robot == "stretch" else "/locobot/mobile_base/cmd_vel"),
-            ]
-        }  # fmt: skip
+        p = declare_parameters(self, parameters(robot))
         self.params = p
         if p["backend"] not in BACKENDS[robot]:
             raise StartupError(f"backend {p['backend']!r} unknown for {robot}; use one of {', '.join(BACKENDS[robot])}")

@@ -20,8 +20,27 @@ from sensor_msgs.msg import Image
 
 from flare_core import protocol
 from flare_core.preprocessing import FrameError
-from flare_ros.common import IMAGE_QOS, StartupError, image_to_rgb, now_ns, rgb_to_image, run_node, stamp_ns
+from flare_ros.common import (
+    IMAGE_QOS,
+    StartupError,
+    declare_parameters,
+    image_to_rgb,
+    now_ns,
+    rgb_to_image,
+    run_node,
+    stamp_ns,
+)
 
+PARAMETERS = {
+    "camera": "nav",
+    "source": "",
+    "rate_hz": 10.0,
+    "rotate_cw": 0,
+    "width": 0,
+    "height": 0,
+    "loop": True,
+    "stall_timeout_s": 1.0,
+}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 _ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
@@ -76,13 +95,7 @@ def adjust(frame: np.ndarray, rotate_cw: int, width: int, height: int) -> np.nda
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("flare_camera")
-        p = {
-            name: self.declare_parameter(name, default).value
-            for name, default in [
-                ("camera", "nav"), ("source", ""), ("rate_hz", 10.0), ("rotate_cw", 0), ("width", 0), ("height", 0),
-                ("loop", True), ("stall_timeout_s", 1.0),
-            ]
-        }  # fmt: skip
+        p = declare_parameters(self, PARAMETERS)
         if p["rotate_cw"] not in (0, 90, 180, 270):
             raise StartupError(f"rotate_cw must be 0, 90, 180 or 270, got {p['rotate_cw']}")
         if not p["source"]:

@@ -68,6 +68,11 @@ def route_core_logs(node: Node) -> None:
     core.propagate = False
 
 
+def declare_parameters(node: Node, defaults: dict) -> dict:
+    """Declare each parameter with its default (its type follows); returns the values in effect."""
+    return {name: node.declare_parameter(name, default).value for name, default in defaults.items()}
+
+
 def run_node(make: Callable[[], Node]) -> None:
     """Init, spin until Ctrl-C or shutdown, clean up; a node that cannot start says why and exits 1."""
     rclpy.init(args=sys.argv)

@@ -26,6 +26,7 @@ from flare_ros.common import (
     COMMAND_QOS,
     IMAGE_QOS,
     StartupError,
+    declare_parameters,
     image_to_rgb,
     now_ns,
     route_core_logs,
@@ -34,6 +35,18 @@ from flare_ros.common import (
     string,
 )
 
+PARAMETERS = {
+    "model": "",
+    "embodiment": "",
+    "robot": "",
+    "greedy": True,
+    "seed": 0,
+    "step_limit": 500,
+    "provider": "auto",
+    "camera_timeout_s": 1.0,
+    "action_timeout_s": 30.0,
+    "tick_hz": 50.0,
+}
 PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
@@ -41,14 +54,7 @@ class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("flare_policy")
         route_core_logs(self)
-        p = {
-            name: self.declare_parameter(name, default).value
-            for name, default in [
-                ("model", ""), ("embodiment", ""), ("robot", ""), ("greedy", True), ("seed", 0),
-                ("step_limit", 500), ("provider", "auto"), ("camera_timeout_s", 1.0), ("action_timeout_s", 30.0),
-                ("tick_hz", 50.0),
-            ]
-        }  # fmt: skip
+        p = declare_parameters(self, PARAMETERS)
         if not p["model"]:
             raise StartupError("parameter `model` is empty: give the directory holding policy.onnx and model.json")
         if p["provider"] not in PROVIDERS:

@@ -9,13 +9,13 @@ For the Stretch's arm, lift, wrist and gripper use the stretch_body backend.
 
 from __future__ import annotations
 
-from flare_robots.velocity import VelocityLimits, VelocityPlan, plan_base_motion
 from geometry_msgs.msg import Twist
 from rclpy.node import Node
 
 from flare_core.actions import Action, Joint
 from flare_core.bridge import BackendInfo, Progress, RobotBackend
 from flare_core.embodiments import LOCOBOT, STRETCH_NAV, Embodiment, Motion
+from flare_robots.velocity import VelocityLimits, VelocityPlan, plan_base_motion
 from flare_ros.common import COMMAND_QOS
 
 
