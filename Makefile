@@ -18,7 +18,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall when the pins or a package's setup change.
 SETUP_STAMP := $(VENV)/.setup-done
-PACKAGES := src/flare_core src/flare_sim src/flare_robots src/flare_ros src/flare_bringup sim_training
+PACKAGES := src/flare_core src/flare_sim src/flare_robots src/flare_ros src/flare_bag src/flare_bringup sim_training
 
 .PHONY: setup build demo test lint format bench clean
 
@@ -30,7 +30,7 @@ $(SETUP_STAMP): requirements.txt requirements-ros.txt $(wildcard src/*/setup.py)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt $(ROS_REQUIREMENTS) 2>&1 | grep -v "^WARNING: Location" || true
 	$(RUN) $(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime" || { echo "!! dependency install failed: see pip output above"; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES)) 2>&1 | grep -v "^WARNING: Location" || true
-	$(RUN) $(BIN)/python -c "import flare_core, flare_sim, flare_robots, flare_ros, flare_bringup, flare_training" || { echo "!! installing the workspace packages failed"; exit 1; }
+	$(RUN) $(BIN)/python -c "import flare_core, flare_sim, flare_robots, flare_ros, flare_bag, flare_bringup, flare_training" || { echo "!! installing the workspace packages failed"; exit 1; }
 	touch $@
 
 # colcon builds the ament_python workspace exactly as on a robot (build/, install/, log/).

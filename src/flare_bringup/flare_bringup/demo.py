@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", nargs="+", default=["objectnav", "pickup"], help="task families")
     parser.add_argument("--episodes", type=int, default=10, help="unseen houses per family (default: 10)")
     parser.add_argument("--model", default="", help="model directory (default: the shipped demo model)")
+    parser.add_argument("--record", default="", help="also record the run into this new bag directory")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
     args = parser.parse_args(argv)
     model = args.model or str(default_model())
     robot_embodiment = {"stretch": "stretch_re1", "locobot": "locobot"}[args.robot]
@@ -34,10 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"FLaRe graph: simulated {args.robot}, model {model}; node logs in {logs}", flush=True)
     start = time.perf_counter()
     outcomes = []
-    with Graph(args.robot, model=args.model, log_dir=logs) as graph:
+    with Graph(args.robot, model=args.model, log_dir=logs, record=args.record, storage=args.storage) as graph:
         runner = EpisodeRunner()
         try:
-            runner.wait_ready()
+            runner.wait_ready(recorder=bool(args.record))
             jobs = [(f, h) for f in args.families for h in range(args.episodes)]
             for family, house in tqdm(jobs, desc="episodes", unit="ep"):
                 outcomes.append(runner.run_episode(family, house))
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             runner.close()
     elapsed = time.perf_counter() - start
+    if args.record:
+        print(f"recorded into {args.record}: replay with python -m flare_bag.replay {args.record} {model}")
 
     from flare_sim.onnx_eval import evaluate_exported
 

@@ -54,9 +54,16 @@ def default_model() -> Path:
 
 
 def graph_nodes(
-    robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True
+    robot: str,
+    real: bool = False,
+    backend: str = "",
+    model: str = "",
+    greedy: bool = True,
+    record: str = "",
+    storage: str = "mcap",
 ) -> list[NodeSpec]:
-    """The nodes for `robot`: policy + bridge, and camera nodes on a real robot (the simulated one renders)."""
+    """The nodes for `robot`: policy + bridge, camera nodes on a real robot (the simulated one renders), and a
+    bag recorder when `record` names a bag directory to create."""
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot {robot!r}; use one of {', '.join(ROBOTS)}")
     if real:
@@ -77,6 +84,9 @@ def graph_nodes(
         nodes += [
             NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in ("nav", "manip")
         ]
+    if record:
+        nodes.append(NodeSpec("flare_bag", "recorder", "flare_bag.record", "flare_recorder",
+                              {"path": record, "storage": storage}))  # fmt: skip
     return nodes
 
 
@@ -99,10 +109,11 @@ class Graph:
 
     def __init__(self, robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True,
                  overrides: dict[str, dict] | None = None, log_dir: Path | None = None,
-                 extra: list[NodeSpec] | None = None) -> None:  # fmt: skip
-        """`overrides`: node name -> parameters on top of the YAML; `extra`: more nodes (tests: cameras)."""
+                 extra: list[NodeSpec] | None = None, record: str = "", storage: str = "mcap") -> None:  # fmt: skip
+        """`overrides`: node name -> parameters on top of the YAML; `extra`: more nodes (tests: cameras);
+        `record`: a bag directory to record the run into."""
         self.robot = robot
-        self.specs = graph_nodes(robot, real, backend, model, greedy) + list(extra or [])
+        self.specs = graph_nodes(robot, real, backend, model, greedy, record, storage) + list(extra or [])
         self.overrides = overrides or {}
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
@@ -161,9 +172,12 @@ def main(argv: list[str] | None = None) -> None:
                         "locobot: interbotix|cmd_vel); default the first")  # fmt: skip
     parser.add_argument("--model", default="", help="model directory (default: the shipped demo model)")
     parser.add_argument("--sampled", action="store_true", help="sample actions instead of argmax")
+    parser.add_argument("--record", default="", help="record the run into this new bag directory")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
     args = parser.parse_args(argv)
     try:
-        graph = Graph(args.robot, args.real, args.backend, args.model, not args.sampled)
+        graph = Graph(args.robot, args.real, args.backend, args.model, not args.sampled, record=args.record,
+                      storage=args.storage)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     print(f"starting {', '.join(s.name for s in graph.specs)}; Ctrl-C stops all", flush=True)

@@ -18,6 +18,8 @@ def robot_launch_description(robot: str):
         backend = LaunchConfiguration("backend").perform(context)
         model = LaunchConfiguration("model").perform(context)
         greedy = LaunchConfiguration("greedy").perform(context).lower() == "true"
+        record = LaunchConfiguration("record").perform(context)
+        storage = LaunchConfiguration("storage").perform(context)
         return [
             Node(
                 package=spec.package,
@@ -27,7 +29,7 @@ def robot_launch_description(robot: str):
                 output="screen",
                 emulate_tty=True,
             )
-            for spec in graph_nodes(robot, real, backend, model, greedy)
+            for spec in graph_nodes(robot, real, backend, model, greedy, record, storage)
         ]
 
     return LaunchDescription(
@@ -40,6 +42,10 @@ def robot_launch_description(robot: str):
                                   description="directory with policy.onnx + model.json (default: shipped demo)"),
             DeclareLaunchArgument("greedy", default_value="true", choices=["true", "false"],
                                   description="argmax (true) or sampled actions"),
+            DeclareLaunchArgument("record", default_value="",
+                                  description="record the run into this new bag directory (empty: no recording)"),
+            DeclareLaunchArgument("storage", default_value="mcap", choices=["mcap", "sqlite3"],
+                                  description="bag storage when recording"),
             OpaqueFunction(function=nodes),
         ]
     )  # fmt: skip

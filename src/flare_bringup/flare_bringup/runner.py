@@ -70,13 +70,17 @@ class EpisodeRunner:
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=0.02)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until the policy reports and the simulated robot and policy listen (ROS discovery takes a moment)."""
+    def wait_ready(self, timeout: float = 60.0, recorder: bool = False) -> None:
+        """Until the policy reports and the simulated robot, the policy (and the recorder) listen: ROS discovery
+        takes a moment, and a goal sent before would be lost."""
         self.spin_until(lambda: self.statuses, timeout, f"the policy node's status on {protocol.POLICY_STATUS}")
-        self.spin_until(
-            lambda: self.reset_pub.get_subscription_count() > 0 and self.goal_pub.get_subscription_count() > 0,
-            timeout, "the simulated robot and the policy to subscribe",
-        )  # fmt: skip
+        listeners = 2 if recorder else 1
+
+        def subscribed() -> bool:
+            return self.reset_pub.get_subscription_count() > 0 and self.goal_pub.get_subscription_count() >= listeners
+
+        what = "the simulated robot, the policy" + (" and the recorder" if recorder else "") + " to subscribe"
+        self.spin_until(subscribed, timeout, what)
 
     # -- commands --------------------------------------------------------------------------------------
     def start_task(self, family: str, house: int, timeout: float = 20.0) -> dict:

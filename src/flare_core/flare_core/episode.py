@@ -140,7 +140,8 @@ class PolicyLoop:
             self.fail(f"policy step failed: {err}")
             return None
         self.decision_ms = (stamp_ns - self.frames_after_ns) / 1e6
-        self.pending = ActionCommand(result.name, self.next_id, self.episode, self.step, stamp_ns)
+        used = {c: self.frames[c][1] for c in self.cameras}  # lets a bag replay find exactly these frames
+        self.pending = ActionCommand(result.name, self.next_id, self.episode, self.step, stamp_ns, used)
         self.next_id += 1
         self.sent_at = now
         self.last_action, self.last_latency_ms = result.name, result.latency_ms

@@ -46,6 +46,7 @@ class ActionCommand:
     episode: int = 0
     step: int = 0
     stamp_ns: int = 0  # when the policy decided
+    frames: dict[str, int] = field(default_factory=dict)  # camera -> header stamp of the frame decided on
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -61,6 +62,8 @@ class ActionCommand:
         data = _load(text, "ActionCommand")
         if not isinstance(data.get("action"), str):
             raise ProtocolError(f"ActionCommand needs a string 'action', got {text!r}")
+        if not isinstance(data.get("frames", {}), dict):
+            raise ProtocolError(f"ActionCommand 'frames' must map camera names to stamps, got {text!r}")
         return cls(**_known(cls, data))
 
 

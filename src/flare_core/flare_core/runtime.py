@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flare_core.actions import ACTIONS, NO_PREVIOUS_ACTION, action_by_name
+from flare_core.actions import ACTIONS, NO_PREVIOUS_ACTION, action_by_index, action_by_name
 from flare_core.embodiments import get_embodiment
 from flare_core.goal_tokenizer import GoalTokenizer
 from flare_core.masking import select_action
@@ -145,6 +145,11 @@ class OnnxPolicy:
         self.step_index = 0
         self.prev_action = NO_PREVIOUS_ACTION
 
+    def executed(self, action: int) -> None:
+        """The action that was actually executed after the last `act` (open-loop replay of a recorded run
+        feeds the recorded one, so the next step sees the history that really happened)."""
+        self.prev_action = action_by_index(action).index
+
     def act(self, frames: dict[str, np.ndarray], holding: bool, goal: str | None = None) -> StepResult:
         """One decision from raw RGB frames (uint8 H x W x 3 per camera). A new goal resets the episode."""
         start = time.perf_counter()
@@ -173,6 +178,6 @@ class OnnxPolicy:
             n: p[:, :, -keep:] if context_full else p for n, p in zip(self._cache_names, presents, strict=True)
         }
         action = select_action(logits[0], self.mask, greedy=self.greedy, rng=self.rng)
-        self.prev_action = action
+        self.prev_action = action  # replay overrides it with what was executed (`executed`)
         self.step_index += 1
         return StepResult(action, ACTIONS[action].name, logits[0], (time.perf_counter() - start) * 1000, context_full)

@@ -1,0 +1,196 @@
+"""Read a FLaRe bag back into episodes: the goal, and at each decision the frames decided on, the recorded
+action, its completion and the recorded latencies. Streams: one episode in memory at a time.
+
+Works on bags from our recorder and on bags written by anything else (`ros2 bag record`, rosbags) with other
+camera topics and bare action names: frames are then matched by time (the newest frame received before the
+action) instead of by the stamps the policy node puts in each command.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flare_core import protocol
+from flare_core.images import RawImage
+
+GOAL, ACTION, DONE, STATUS = protocol.GOAL, protocol.ACTION, protocol.ACTION_DONE, protocol.POLICY_STATUS
+STRING, IMAGE = "std_msgs/msg/String", "sensor_msgs/msg/Image"
+_RECENT_FRAMES = 64  # per camera: enough to find the frame a decision used, bounded for long runs
+
+
+class BagError(ValueError):
+    """A bag that cannot be replayed: unreadable, missing topics, wrong message types. Says what to do."""
+
+
+@dataclass
+class Decision:
+    index: int  # within the episode
+    action: str  # recorded
+    log_ns: int  # when the recorder received the command
+    frames: dict[str, tuple[int, RawImage]]  # camera -> (header stamp, image)
+    command: protocol.ActionCommand
+    done: protocol.ActionDone | None = None
+    recorded_inference_ms: float | None = None
+    recorded_decision_ms: float | None = None
+
+
+@dataclass
+class Episode:
+    number: int  # 1-based order in the bag
+    goal: str
+    start_ns: int
+    decisions: list[Decision] = field(default_factory=list)
+    outcome: dict = field(default_factory=dict)  # recorded: reason, success (where the run knew it)
+    problem: str = ""  # why this episode cannot be replayed (its frames are missing, ...)
+
+
+def _resolve(connections: dict[str, str], wanted: str, namespace: str) -> str | None:
+    """The bag topic for a relative or absolute name: exact, namespaced, or the unique one ending with it."""
+    if wanted.startswith("/"):
+        return wanted if wanted in connections else None
+    exact = f"/{namespace.strip('/')}/{wanted}" if namespace.strip("/") else f"/{wanted}"
+    if exact in connections:
+        return exact
+    ending = [t for t in connections if t.endswith("/" + wanted)]
+    return ending[0] if len(ending) == 1 else None
+
+
+class FlareBag:
+    """An open bag and where each FLaRe stream lives in it."""
+
+    def __init__(self, path: str | Path, cameras: dict[str, str], namespace: str = "") -> None:
+        from rosbags.rosbag2 import Reader
+        from rosbags.rosbag2.errors import ReaderError
+        from rosbags.typesys import Stores, get_typestore
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"{self.path}: no such bag (a ROS 2 bag is a directory with metadata.yaml)")
+        try:
+            self.reader = Reader(self.path)
+            self.reader.open()
+        except (ReaderError, OSError, ValueError, KeyError) as err:
+            raise BagError(f"{self.path}: not a readable ROS 2 bag ({err}); re-record it or check the copy") from None
+        self.typestore = get_typestore(Stores.ROS2_JAZZY)
+        types = {c.topic: c.msgtype for c in self.reader.connections}
+        wanted = {"goal": (GOAL, STRING), "action": (ACTION, STRING)}
+        wanted |= {f"camera {name}": (topic, IMAGE) for name, topic in cameras.items()}
+        optional = {"completion": (DONE, STRING), "status": (STATUS, STRING)}
+        self.topics: dict[str, str] = {}
+        missing, wrong = [], []
+        for role, (name, msgtype) in {**wanted, **optional}.items():
+            topic = _resolve(types, name, namespace)
+            if topic is None:
+                if role in wanted:
+                    missing.append(f"{role} ({name})")
+                continue
+            if types[topic] != msgtype:
+                wrong.append(f"{topic} is {types[topic]}, the {role} must be {msgtype}")
+                continue
+            self.topics[role] = topic
+        if missing or wrong:
+            listing = "\n  - ".join([*([f"missing {m}" for m in missing]), *wrong])
+            raise BagError(
+                f"{self.path}: cannot replay:\n  - {listing}\n"
+                f"topics in the bag: {', '.join(f'{t} [{m}]' for t, m in sorted(types.items())) or 'none'}\n"
+                "map other camera topics with --camera NAME=/topic, or pass --namespace"
+            )
+        self.cameras = {name: self.topics[f"camera {name}"] for name in cameras}
+        self.message_count = self.reader.message_count
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def episodes(self) -> Iterator[Episode]:
+        """Episodes in bag order; an action before any goal (recording started mid-episode) is skipped."""
+        role_of = {topic: role for role, topic in self.topics.items()}
+        wanted = [c for c in self.reader.connections if c.topic in role_of]
+        recent: dict[str, deque] = {name: deque(maxlen=_RECENT_FRAMES) for name in self.cameras}
+        camera_of = {topic: name for name, topic in self.cameras.items()}
+        episode: Episode | None = None
+        by_id: dict[int, Decision] = {}
+        waiting: list[Decision] = []  # decisions whose frames were not logged yet
+        count = 0
+        for connection, log_ns, raw in self.reader.messages(connections=wanted):
+            role = role_of[connection.topic]
+            try:
+                msg = self.typestore.deserialize_cdr(raw, connection.msgtype)
+            except Exception as err:  # rosbags raises several types for corrupt CDR
+                raise BagError(f"{connection.topic} at {log_ns} ns: message cannot be decoded ({err})") from None
+            if role.startswith("camera"):
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                image = RawImage(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data), bool(msg.is_bigendian))
+                camera = camera_of[connection.topic]
+                recent[camera].append((stamp, log_ns, image))
+                # A recorder may log a command before the frame it was decided on (separate topics, no order).
+                for decision in waiting:
+                    if decision.frames.get(camera) is None and decision.command.frames.get(camera) == stamp:
+                        decision.frames[camera] = (stamp, image)
+                waiting = [d for d in waiting if any(f is None for f in d.frames.values())]
+            elif role == "goal":
+                if episode is not None:
+                    yield _finished(episode, waiting)
+                waiting = []
+                count += 1
+                episode, by_id = Episode(count, msg.data.strip(), log_ns), {}
+            elif role == "action" and episode is not None:
+                try:
+                    command = protocol.ActionCommand.parse(msg.data)
+                except protocol.ProtocolError as err:
+                    episode.problem = episode.problem or f"decision {len(episode.decisions)}: {err}"
+                    continue
+                frames = {name: _pick(recent[name], command.frames.get(name), log_ns) for name in self.cameras}
+                decision = Decision(len(episode.decisions), command.action, log_ns, frames, command)
+                episode.decisions.append(decision)
+                if any(f is None for f in frames.values()):
+                    waiting.append(decision)
+                if command.id:
+                    by_id[command.id] = decision
+            elif role == "completion" and episode is not None:
+                try:
+                    done = protocol.ActionDone.parse(msg.data)
+                except protocol.ProtocolError:
+                    continue
+                if done.id in by_id:
+                    by_id[done.id].done = done
+                if done.success is not None:
+                    episode.outcome["success"] = done.success
+            elif role == "status" and episode is not None:
+                try:
+                    status = protocol.PolicyStatus.parse(msg.data)
+                except (protocol.ProtocolError, TypeError):
+                    continue
+                if status.state == "acting" and episode.decisions:
+                    last = episode.decisions[-1]
+                    if last.command.step == status.step and last.action == status.last_action:
+                        last.recorded_inference_ms = status.latency_ms
+                        last.recorded_decision_ms = status.extra.get("decision_ms")
+                elif status.state in ("finished", "estopped") and status.goal == episode.goal:
+                    episode.outcome.setdefault("reason", status.reason)
+                    if "success" in status.extra:
+                        episode.outcome["success"] = status.extra["success"]
+        if episode is not None:
+            yield _finished(episode, waiting)
+
+
+def _finished(episode: Episode, waiting: list[Decision]) -> Episode:
+    """Name the first decision whose frames never showed up."""
+    if waiting and not episode.problem:
+        d = waiting[0]
+        absent = [name for name, f in d.frames.items() if f is None]
+        episode.problem = (
+            f"decision {d.index} ({d.action!r}): no frame from camera(s) {', '.join(absent)} in the bag"
+            + (" with the stamp the policy decided on" if d.command.frames else " before it")
+        )
+    return episode
+
+
+def _pick(frames: deque, stamp: int | None, log_ns: int):
+    """The frame a decision used: the one with the stamp the policy recorded, else the newest received before."""
+    for frame_stamp, frame_log, image in reversed(frames):
+        if (frame_stamp == stamp) if stamp is not None else frame_log <= log_ns:
+            return frame_stamp, image
+    return None
