@@ -119,7 +119,9 @@ class FlareBag:
             try:
                 msg = self.typestore.deserialize_cdr(raw, connection.msgtype)
             except Exception as err:  # rosbags raises several types for corrupt CDR
-                raise BagError(f"{connection.topic} at {log_ns} ns: message cannot be decoded ({err})") from None
+                if episode is not None and not episode.problem:
+                    episode.problem = f"{connection.topic} message at {log_ns} ns cannot be decoded ({err})"
+                continue
             if role.startswith("camera"):
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 image = RawImage(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data), bool(msg.is_bigendian))
@@ -142,7 +144,8 @@ class FlareBag:
                 except protocol.ProtocolError as err:
                     episode.problem = episode.problem or f"decision {len(episode.decisions)}: {err}"
                     continue
-                frames = {name: _pick(recent[name], command.frames.get(name), log_ns) for name in self.cameras}
+                since = episode.decisions[-1].log_ns if episode.decisions else episode.start_ns
+                frames = {name: _pick(recent[name], command.frames.get(name), since, log_ns) for name in self.cameras}
                 decision = Decision(len(episode.decisions), command.action, log_ns, frames, command)
                 episode.decisions.append(decision)
                 if any(f is None for f in frames.values()):
@@ -183,14 +186,18 @@ def _finished(episode: Episode, waiting: list[Decision]) -> Episode:
         absent = [name for name, f in d.frames.items() if f is None]
         episode.problem = (
             f"decision {d.index} ({d.action!r}): no frame from camera(s) {', '.join(absent)} in the bag"
-            + (" with the stamp the policy decided on" if d.command.frames else " before it")
+            + (" with the stamp the policy decided on" if d.command.frames else " since the previous decision")
         )
     return episode
 
 
-def _pick(frames: deque, stamp: int | None, log_ns: int):
-    """The frame a decision used: the one with the stamp the policy recorded, else the newest received before."""
+def _pick(frames: deque, stamp: int | None, since_ns: int, log_ns: int):
+    """The frame a decision used: the one with the stamp the policy recorded; for bags without stamps, the
+    newest received since the previous decision (a stale frame from before it is never used)."""
     for frame_stamp, frame_log, image in reversed(frames):
-        if (frame_stamp == stamp) if stamp is not None else frame_log <= log_ns:
+        if stamp is not None:
+            if frame_stamp == stamp:
+                return frame_stamp, image
+        elif since_ns <= frame_log <= log_ns:
             return frame_stamp, image
     return None
