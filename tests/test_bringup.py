@@ -95,3 +95,17 @@ def test_nodes_refuse_to_start_with_a_clear_message(module, args, message):
     result = subprocess.run([*command, "--ros-args", *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stderr[-2000:]
     assert message in result.stderr and "[FATAL]" in result.stderr
+
+
+def test_robot_dockerfile_copies_existing_files_and_shares_the_pins():
+    dockerfile = (ROOT / "docker" / "robot.Dockerfile").read_text()
+    base = next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM "))
+    assert ":" in base and not base.endswith(":latest")  # a pinned base
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"robot.Dockerfile copies {source}, which does not exist"
+    pins = {line.split("==")[0]: line for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
+    for line in (ROOT / "requirements-robot.txt").read_text().splitlines():
+        if "==" in line:
+            assert pins.get(line.split("==")[0]) == line, f"requirements-robot.txt {line} differs from requirements.txt"
