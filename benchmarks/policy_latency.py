@@ -110,7 +110,7 @@ def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> 
 
 
 def flare_size_model(tmp: Path, with_dinov2: bool) -> ActorCritic:
-    kwargs = dict(d_model=512, layers=3, heads=8, max_context=512, visual_dim=512, goal_dim=512)
+    kwargs = dict(d_model=512, layers=3, heads=8, max_context=512, visual_dim=512, goal_dim=512, fusion="pooled")
     shapes = {"nav": (224, 384), "manip": (224, 384)}
     if with_dinov2:
         from transformers import Dinov2Config, Dinov2Model

@@ -39,8 +39,8 @@ def t5_dir(tmp_path_factory):
 
 def test_dinov2_and_t5_options_build_a_working_frozen_policy(dinov2_dir, t5_dir):
     tokenizer = gridhouse_tokenizer()
-    config = ModelConfig(d_model=32, heads=4, layers=1, visual="dinov2", dinov2_path=dinov2_dir, goal_encoder="t5",
-                         t5_path=t5_dir, vocab_size=len(tokenizer))  # fmt: skip
+    config = ModelConfig(d_model=32, heads=4, layers=1, visual="dinov2", dinov2_path=dinov2_dir, fusion="pooled",
+                         goal_encoder="t5", t5_path=t5_dir, vocab_size=len(tokenizer))  # fmt: skip
     model = ActorCritic(config, {"nav": (28, 28)}, tokenizer.vocab)
     frozen = [p for name, p in model.named_parameters() if ".backbone." in name or ".t5." in name]
     assert frozen and not any(p.requires_grad for p in frozen)

@@ -47,7 +47,8 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here (train one with `python -m flare_training bc ...`)")
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    config = ModelConfig(**{**payload["model_config"], **config_overrides})
+    stored = {"fusion": "pooled", **payload["model_config"]}  # checkpoints from before `fusion` existed
+    config = ModelConfig(**{**stored, **config_overrides})
     cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])
     adapter = ObservationAdapter(
         GoalTokenizer(payload["tokenizer"]["vocab"], payload["tokenizer"]["max_tokens"]), cameras

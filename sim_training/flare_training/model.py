@@ -36,6 +36,11 @@ class ModelConfig:
     goal_embed_dim: int = 32
     vocab_size: int = 64
     max_goal_tokens: int = 16
+    # How a step's frames meet its goal. "film": each camera's convolutional feature map (one cell per grid
+    # tile) is modulated channel-wise by the goal (FiLM, as BabyAI agents ground instructions) and flattened
+    # into the step token, so "which object where" survives; "pooled": one global vector per camera (the
+    # DINOv2 option's CLS feature), concatenated with the goal.
+    fusion: str = "film"
     shared_critic: bool = False  # FLaRe: False (the critic is a separate copy of the network)
 
     def __post_init__(self) -> None:
@@ -45,6 +50,10 @@ class ModelConfig:
             raise ValueError(f"visual must be 'cnn' or 'dinov2', got {self.visual!r}")
         if self.visual == "dinov2" and not self.dinov2_path:
             raise ValueError("visual='dinov2' needs dinov2_path: a local directory with the weights (no downloads)")
+        if self.fusion not in ("film", "pooled"):
+            raise ValueError(f"fusion must be 'film' or 'pooled', got {self.fusion!r}")
+        if self.fusion == "film" and self.visual != "cnn":
+            raise ValueError("fusion='film' needs the CNN's feature maps; use fusion='pooled' with visual='dinov2'")
         if self.goal_encoder not in ("words", "t5"):
             raise ValueError(f"goal_encoder must be 'words' or 't5', got {self.goal_encoder!r}")
         if self.goal_encoder == "t5" and not self.t5_path:
@@ -57,10 +66,13 @@ class ModelConfig:
 
 # --- perception ----------------------------------------------------------------------------------------------
 class CnnEncoder(nn.Module):
-    """A small conv net for the embedded simulator's low-resolution frames."""
+    """A small conv net for the embedded simulator's low-resolution frames (8 px tiles: three stride-2 convs
+    leave one cell per tile). `spatial`: return the feature map flattened (channels x cells) instead of a
+    projected global vector."""
 
-    def __init__(self, height: int, width: int, out_dim: int) -> None:
+    def __init__(self, height: int, width: int, out_dim: int, spatial: bool = False) -> None:
         super().__init__()
+        self.spatial = spatial
         self.convs = nn.Sequential(
             nn.Conv2d(3, 16, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -72,7 +84,9 @@ class CnnEncoder(nn.Module):
         )
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, 3, height, width)).shape[1]
-        self.proj = nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
+        self.channels = 32
+        self.out_dim = flat if spatial else out_dim
+        self.proj = nn.Identity() if spatial else nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(self.convs(images))
@@ -105,12 +119,15 @@ class VisualEncoder(nn.Module):
     def __init__(self, config: ModelConfig, camera_shapes: dict[str, tuple[int, int]]) -> None:
         super().__init__()
         self.cameras = tuple(camera_shapes)
+        spatial = config.fusion == "film"
         if config.visual == "cnn":
-            encoders = {n: CnnEncoder(h, w, config.visual_dim) for n, (h, w) in camera_shapes.items()}
+            encoders = {n: CnnEncoder(h, w, config.visual_dim, spatial) for n, (h, w) in camera_shapes.items()}
         else:
             encoders = {n: Dinov2Encoder(config.dinov2_path, config.visual_dim) for n in camera_shapes}
         self.encoders = nn.ModuleDict(encoders)
-        self.out_dim = config.visual_dim * len(self.cameras)
+        # film: per camera (channels, cells) of its feature map, in output order
+        self.maps = {n: (e.channels, e.out_dim // e.channels) for n, e in encoders.items()} if spatial else {}
+        self.out_dim = sum(getattr(e, "out_dim", config.visual_dim) for e in encoders.values())
 
     def forward(self, frames: dict[str, torch.Tensor]) -> torch.Tensor:
         """frames[camera]: [..., 3, H, W] float (already preprocessed) -> [..., out_dim]."""
@@ -230,9 +247,13 @@ class Block(nn.Module):
 class Decoder(nn.Module):
     """Fuses a step's inputs into one token and runs the causal transformer over tokens."""
 
-    def __init__(self, config: ModelConfig, visual_dim: int, vocab: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, config: ModelConfig, visual_dim: int, vocab: tuple[str, ...] = (), maps: dict | None = None
+    ) -> None:
         super().__init__()
         self.config = config
+        self.maps = dict(maps or {})  # film: camera -> (channels, cells)
+        self.film = nn.ModuleDict({n: nn.Linear(config.goal_dim, 2 * c) for n, (c, _) in self.maps.items()})
         self.goal = (
             T5GoalEncoder(config.t5_path, vocab, config.goal_dim)
             if config.goal_encoder == "t5"
@@ -247,8 +268,21 @@ class Decoder(nn.Module):
 
     def tokens(self, visual, goal_tokens, prev_action, holding, step) -> torch.Tensor:
         """Per-step inputs [B, T, ...] -> tokens [B, T, d_model]."""
-        x = torch.cat([visual, self.goal(goal_tokens), self.prev_action(prev_action), self.holding(holding)], dim=-1)
+        goal = self.goal(goal_tokens)
+        if self.maps:
+            visual = self.condition(visual, goal)
+        x = torch.cat([visual, goal, self.prev_action(prev_action), self.holding(holding)], dim=-1)
         return self.fuse(x) + self.time(step.clamp(max=self.config.max_context - 1))
+
+    def condition(self, visual: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """FiLM: each camera's feature map scaled and shifted per channel by the goal, then flattened."""
+        out, start = [], 0
+        for name, (channels, cells) in self.maps.items():
+            fmap = visual[..., start : start + channels * cells].unflatten(-1, (channels, cells))
+            gamma, beta = self.film[name](goal).unsqueeze(-1).chunk(2, dim=-2)
+            out.append(torch.relu(fmap * (1 + gamma) + beta).flatten(-2))
+            start += channels * cells
+        return torch.cat(out, dim=-1)
 
     def forward_sequence(self, x: torch.Tensor, episode: torch.Tensor, keep_kv: list | None = None) -> torch.Tensor:
         """x: [B, T, D] tokens; episode: [B, T] ids (steps attend to earlier steps with the same id).
@@ -330,10 +364,15 @@ class PolicyNetwork(nn.Module):
     """Goal/step fusion + decoder + head(s) over shared (frozen or trained) visual features."""
 
     def __init__(
-        self, config: ModelConfig, visual_dim: int, outputs: dict[str, int], vocab: tuple[str, ...] = ()
+        self,
+        config: ModelConfig,
+        visual_dim: int,
+        outputs: dict[str, int],
+        vocab: tuple[str, ...] = (),
+        maps: dict | None = None,
     ) -> None:
         super().__init__()
-        self.decoder = Decoder(config, visual_dim, vocab)
+        self.decoder = Decoder(config, visual_dim, vocab, maps)
         self.heads = nn.ModuleDict({name: nn.Linear(config.d_model, n) for name, n in outputs.items()})
 
     def _heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -379,8 +418,9 @@ class ActorCritic(nn.Module):
         self.camera_shapes = dict(camera_shapes)
         self.visual = VisualEncoder(config, camera_shapes)
         outputs = {"logits": NUM_ACTIONS, "value": 1} if config.shared_critic else {"logits": NUM_ACTIONS}
-        self.actor = PolicyNetwork(config, self.visual.out_dim, outputs, vocab)
-        critic = None if config.shared_critic else PolicyNetwork(config, self.visual.out_dim, {"value": 1}, vocab)
+        dim, maps = self.visual.out_dim, self.visual.maps
+        self.actor = PolicyNetwork(config, dim, outputs, vocab, maps)
+        critic = None if config.shared_critic else PolicyNetwork(config, dim, {"value": 1}, vocab, maps)
         self.critic = critic
 
     def new_caches(self, batch: int) -> tuple[KVCache, KVCache | None]:

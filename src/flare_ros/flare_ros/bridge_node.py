@@ -60,7 +60,6 @@ class BridgeNode(Node):
         route_core_logs(self)
         self.robot = robot
         p = declare_parameters(self, parameters(robot))
-        self.params = p
         if p["backend"] not in BACKENDS[robot]:
             raise StartupError(f"backend {p['backend']!r} unknown for {robot}; use one of {', '.join(BACKENDS[robot])}")
         self.backend = self._make_backend(p)
