@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from flare_sim import TRAIN_FAMILIES, make_vector_env
-from flare_training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from flare_training.evaluate import evaluate_policy, save_results
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
@@ -31,6 +31,7 @@ class BCConfig:
     epochs: int = 20
     batch_episodes: int = 16
     lr: float = 2e-4  # FLaRe fine-tunes with 10x less
+    visual_from: str = ""  # a pretrained perception checkpoint: its visual encoder is used frozen (FLaRe/SPOC)
     validation_fraction: float = 0.1
     eval_episodes: int = 100  # unseen houses per family for the final evaluation (0: skip)
     families: tuple[str, ...] = TRAIN_FAMILIES
@@ -150,7 +151,14 @@ def train_bc(config: BCConfig) -> Path:
     adapter = ObservationAdapter(gridhouse_tokenizer(config.model.max_goal_tokens), gridhouse_cameras())
     model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(adapter.tokenizer)})
     model = ActorCritic(model_config, adapter.camera_shapes, adapter.tokenizer.vocab)
-    params = list(model.visual.parameters()) + list(model.actor.parameters())
+    params = list(model.actor.parameters())
+    if config.visual_from:
+        pretrained, _, _ = load_checkpoint(config.visual_from)
+        model.visual.load_state_dict(pretrained.visual.state_dict())
+        model.visual.requires_grad_(False)
+        print(f"visual encoder: pretrained and frozen, from {config.visual_from}")
+    else:
+        params += list(model.visual.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     order = rng.permutation(len(demos))
     n_val = max(1, int(len(demos) * config.validation_fraction))

@@ -1,4 +1,4 @@
-"""Command line: `python -m flare_training {bc,ppo,eval,export,report} --help`.
+"""Command line: `python -m flare_training {perception,bc,ppo,eval,export,report} --help`.
 
 Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, ModelConfig) and becomes a flag
 here by name, so each one is named once.
@@ -47,10 +47,13 @@ def _build(cls, args: argparse.Namespace, prefix: str = ""):
 
 def main(argv: list[str] | None = None) -> None:
     from flare_training.bc import BCConfig
+    from flare_training.perception import PerceptionConfig
     from flare_training.ppo import PPOConfig
 
     parser = argparse.ArgumentParser(prog="python -m flare_training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    perception = sub.add_parser("perception", help="pretrain the frozen visual encoder (gridhouse's DINOv2 stand-in)")
+    _add_dataclass(perception, PerceptionConfig)
     bc = sub.add_parser("bc", help="collect expert demonstrations and train by behaviour cloning")
     _add_dataclass(bc, BCConfig)
     ppo = sub.add_parser("ppo", help="PPO fine-tuning (FLaRe recipe) from a BC checkpoint, or from scratch")
@@ -70,7 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
     args = parser.parse_args(argv)
 
-    if args.command == "bc":
+    if args.command == "perception":
+        from flare_training.perception import train_perception
+
+        train_perception(_build(PerceptionConfig, args))
+    elif args.command == "bc":
         from flare_training.bc import train_bc
 
         train_bc(_build(BCConfig, args))
