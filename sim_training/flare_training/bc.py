@@ -153,6 +153,8 @@ def train_bc(config: BCConfig) -> Path:
     model = ActorCritic(model_config, adapter.camera_shapes, adapter.tokenizer.vocab)
     params = list(model.actor.parameters())
     if config.visual_from:
+        if model_config.fusion != "film":
+            raise ValueError("--visual-from takes a perception encoder's feature maps: add --model-fusion film")
         pretrained, _, _ = load_checkpoint(config.visual_from)
         model.visual.load_state_dict(pretrained.visual.state_dict())
         model.visual.requires_grad_(False)

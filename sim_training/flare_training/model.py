@@ -36,11 +36,12 @@ class ModelConfig:
     goal_embed_dim: int = 32
     vocab_size: int = 64
     max_goal_tokens: int = 16
-    # How a step's frames meet its goal. "film": each camera's convolutional feature map (one cell per grid
-    # tile) is modulated channel-wise by the goal (FiLM, as BabyAI agents ground instructions) and flattened
-    # into the step token, so "which object where" survives; "pooled": one global vector per camera (the
-    # DINOv2 option's CLS feature), concatenated with the goal.
-    fusion: str = "film"
+    # How a step's frames meet its goal. "pooled": one global vector per camera (the CNN's projection, the
+    # DINOv2 option's CLS feature), concatenated with the goal. "film" (CNN only): each camera's feature map
+    # (one cell per grid tile) is modulated channel-wise by the goal (FiLM, as BabyAI agents ground
+    # instructions) and flattened into the step token, so "which object where" survives; it needs a
+    # pretrained perception encoder (`flare_training perception`) and costs ~20 % PPO throughput.
+    fusion: str = "pooled"
     shared_critic: bool = False  # FLaRe: False (the critic is a separate copy of the network)
 
     def __post_init__(self) -> None:
