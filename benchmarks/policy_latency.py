@@ -5,8 +5,9 @@ Two architectures, random weights (latency does not depend on training):
 - demo: the embedded-simulator policy (ModelConfig defaults, context stretched to 512 so t = 500 exists);
 - flare: FLaRe's size, a 3 x 512 x 8 decoder, and for the whole step DINOv2-S/14 on two 224 x 384 cameras.
 "decoder" times the decoder alone (one fused token in, logits out); "step" the whole policy step
-(perception + goal + decoder). Figures are medians over repeated calls on one CPU thread pool; the machine is
-shared and noisy, so compare the ratios, which come from the same run.
+(perception + goal + decoder); ONNX Runtime and torch are timed alternately call by call, so machine drift
+hits both. Figures are medians over repeated calls; the machine is shared and noisy, so compare the ratios,
+which come from the same run.
 
     .venv/bin/python benchmarks/policy_latency.py [--repeats 30] [--skip-flare-step]
 """
@@ -37,6 +38,20 @@ def median_ms(repeats: int, fn, *args) -> float:
         fn(*args)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def paired_median_ms(repeats: int, a: tuple, b: tuple) -> tuple[float, float]:
+    """Median ms of two calls timed alternately (a, b, a, b, ...): on a shared machine whose speed drifts by
+    tens of percent within a minute, both see the same drift, so their ratio holds."""
+    a[0](*a[1:])  # warm-up
+    b[0](*b[1:])
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, bucket in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            fn[0](*fn[1:])
+            bucket.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def torch_decoder_cached(decoder, token: torch.Tensor, cache: KVCache, past_len: int) -> None:
@@ -99,13 +114,13 @@ def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> 
             name: (torch.randn_like(v) if v.is_floating_point() else v).numpy()
             for name, v in zip(inputs, example, strict=True)
         }
-        out[f"ort_ms_t{t}"] = median_ms(repeats, session.run, None, feed)
         images = {c: torch.from_numpy(feed[f"images.{c}"]) for c in step.cameras}
         names = {"goal": "goal_tokens", "prev_action": "prev_action", "holding": "holding"}
         step_inputs = {k: torch.from_numpy(feed[v]) for k, v in names.items()}
         with torch.inference_mode():
             args = (model, images, step_inputs, KVCache(config, 1), t - 1)
-            out[f"torch_ms_t{t}"] = median_ms(repeats, torch_step_cached, *args)
+            ort_ms, torch_ms = paired_median_ms(repeats, (session.run, None, feed), (torch_step_cached, *args))
+        out[f"ort_ms_t{t}"], out[f"torch_ms_t{t}"] = ort_ms, torch_ms
     return out
 
 
@@ -144,7 +159,7 @@ def main() -> None:
         for k, v in decoder_latencies(flare, tmp, args.repeats).items():
             figures[f"decoder_{k}"] = v
         if not args.skip_flare_step:
-            for k, v in step_latencies(flare, tmp, max(5, args.repeats // 6), steps=(1, 500)).items():
+            for k, v in step_latencies(flare, tmp, max(9, args.repeats // 3), steps=(1, 500)).items():
                 figures[f"step_{k}"] = v
 
     print(f"{'ms per step':<34}" + "".join(f"{'t=' + str(t):>10}" for t in STEPS))

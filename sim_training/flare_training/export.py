@@ -83,6 +83,8 @@ def export_graph(module: nn.Module, example: tuple, path: Path, inputs: list[str
     for n in outputs:
         if n.startswith("present"):
             dynamic[n][2] = "present_len"
+    with torch.no_grad():
+        module(*example)  # fills per-shape caches (frozen position tables), which the trace then sees as constants
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(module, example, path, dynamo=False, input_names=inputs, output_names=outputs,
