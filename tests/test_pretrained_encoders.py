@@ -68,3 +68,25 @@ def test_pretrained_options_refuse_missing_paths():
         ModelConfig(visual="dinov2")
     with pytest.raises(ValueError, match="t5_path"):
         ModelConfig(goal_encoder="t5")
+
+
+def test_dinov2_position_table_is_resized_once_and_exported_as_a_constant(dinov2_dir, tmp_path):
+    import onnx
+
+    from flare_training.export import OnnxStep, example_inputs, export_graph, io_names
+    from flare_training.model import Dinov2Encoder
+
+    encoder = Dinov2Encoder(dinov2_dir, 8)
+    plain = Dinov2Model.from_pretrained(dinov2_dir).eval()  # the library's own, re-interpolating every call
+    images = torch.randn(2, 3, 28, 42)  # non-square: the table must be resized to 2 x 3 patches
+    with torch.no_grad():
+        expected = encoder.proj(plain(pixel_values=images).pooler_output)
+        torch.testing.assert_close(encoder(images), expected)
+        torch.testing.assert_close(encoder(images), expected)  # second call: from the cache
+    tokenizer = gridhouse_tokenizer()
+    config = ModelConfig(d_model=16, heads=2, layers=1, visual="dinov2", dinov2_path=dinov2_dir, fusion="pooled",
+                         vocab_size=len(tokenizer))  # fmt: skip
+    model = ActorCritic(config, {"nav": (28, 42)}).eval()
+    step = OnnxStep(model).eval()
+    path = export_graph(step, example_inputs(model, past_len=1), tmp_path / "step.onnx", *io_names(step.cameras, 1))
+    assert "Resize" not in {node.op_type for node in onnx.load(path).graph.node}
