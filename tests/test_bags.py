@@ -38,8 +38,7 @@ def recorded(tmp_path_factory):
     graph = Graph("stretch", log_dir=root / "logs", record=str(root / "run_mcap"), extra=[sqlite]).start()
     runner = EpisodeRunner()
     try:
-        runner.wait_ready()
-        runner.spin_until(lambda: runner.goal_pub.get_subscription_count() >= 3, 30, "both recorders")
+        runner.wait_ready(recorders=2)
         outcomes = [runner.run_episode(family, house) for family in ("objectnav", "pickup") for house in range(3)]
     finally:
         runner.close()

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     with Graph(args.robot, model=args.model, log_dir=logs, record=args.record, storage=args.storage) as graph:
         runner = EpisodeRunner()
         try:
-            runner.wait_ready(recorder=bool(args.record))
+            runner.wait_ready(recorders=1 if args.record else 0)
             jobs = [(f, h) for f in args.families for h in range(args.episodes)]
             for family, house in tqdm(jobs, desc="episodes", unit="ep"):
                 outcomes.append(runner.run_episode(family, house))

@@ -12,6 +12,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Bool, String
 
+from flare_bag.topics import RECORDED
 from flare_core import protocol
 from flare_ros.common import COMMAND_QOS
 
@@ -70,17 +71,29 @@ class EpisodeRunner:
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=0.02)
 
-    def wait_ready(self, timeout: float = 60.0, recorder: bool = False) -> None:
-        """Until the policy reports and the simulated robot, the policy (and the recorder) listen: ROS discovery
-        takes a moment, and a goal sent before would be lost."""
+    def wait_ready(self, timeout: float = 60.0, recorders: int = 0) -> None:
+        """Until the policy reports and every node listens on the topics it needs: ROS discovery takes a moment
+        per topic, and a message sent before its subscriber is matched is lost (a recorder would miss it)."""
         self.spin_until(lambda: self.statuses, timeout, f"the policy node's status on {protocol.POLICY_STATUS}")
-        listeners = 2 if recorder else 1
+        needed = {  # topic -> subscribers besides the recorders (this runner's own are counted too)
+            protocol.GOAL: 1,
+            protocol.SIM_RESET: 1,
+            protocol.ACTION: 2,  # bridge + runner
+            protocol.ACTION_DONE: 2,  # policy + runner
+            protocol.POLICY_STATUS: 1,
+            **{protocol.camera_topic(c): 1 for c in ("nav", "manip")},
+        }
 
-        def subscribed() -> bool:
-            return self.reset_pub.get_subscription_count() > 0 and self.goal_pub.get_subscription_count() >= listeners
+        def unmatched() -> list[str]:
+            return [
+                t for t, n in needed.items() if self.node.count_subscribers(t) < n + (recorders if t in RECORDED else 0)
+            ]
 
-        what = "the simulated robot, the policy" + (" and the recorder" if recorder else "") + " to subscribe"
-        self.spin_until(subscribed, timeout, what)
+        try:
+            self.spin_until(lambda: not unmatched(), timeout, "subscribers")
+        except GraphError:
+            missing = ", ".join(unmatched())
+            raise GraphError(f"timed out after {timeout:.0f} s waiting for subscribers on {missing}") from None
 
     # -- commands --------------------------------------------------------------------------------------
     def start_task(self, family: str, house: int, timeout: float = 20.0) -> dict:
