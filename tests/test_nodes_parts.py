@@ -79,3 +79,22 @@ def test_adjust_rotates_clockwise_and_resizes():
     rotated = adjust(frame, 90, 0, 0)
     assert rotated.shape == (40, 20, 3) and rotated[0, -1, 0] == 255  # top-left -> top-right
     assert adjust(frame, 0, 10, 5).shape == (5, 10, 3)
+
+
+def test_camera_node_reports_a_stalled_source(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    command = [sys.executable, "-m", "flare_ros.camera_node", "--ros-args", "-p", f"source:={folder}",
+               "-p", "loop:=false", "-p", "stall_timeout_s:=0.5"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(4)
+    finally:
+        process.terminate()
+        log = process.communicate(timeout=10)[0]
+    assert "STALLED" in log and "no frame from" in log
+    assert log.count("STALLED") == 1  # said once per stall, not at every check
