@@ -20,11 +20,13 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
 from flare_bag.topics import RECORDED
-from flare_ros.common import COMMAND_QOS, StartupError, declare_parameters, run_node
+from flare_ros.common import StartupError, declare_parameters, run_node
 
 PARAMETERS = {"path": "", "storage": "mcap"}
 # Cameras publish best effort (sensor data); a deep history keeps frames while the recorder is busy writing.
 FRAME_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Everything else reliable and deep: a recorder must not lose a command while it writes frames.
+MESSAGE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _TYPES = {"std_msgs/msg/String": String, "std_msgs/msg/Bool": Bool, "sensor_msgs/msg/Image": Image}
 
@@ -48,7 +50,7 @@ class Recorder(Node):
         namespace = self.get_namespace().rstrip("/")
         for topic, msgtype in RECORDED.items():
             connection = self.writer.add_connection(f"{namespace}/{topic}", msgtype, typestore=typestore)
-            qos = FRAME_QOS if msgtype.endswith("Image") else COMMAND_QOS
+            qos = FRAME_QOS if msgtype.endswith("Image") else MESSAGE_QOS
             self.create_subscription(_TYPES[msgtype], topic, partial(self.write, connection), qos, raw=True)
         self.get_logger().info(f"recording {len(RECORDED)} topics into {path} ({p['storage']})")
 

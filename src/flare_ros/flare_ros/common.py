@@ -16,7 +16,9 @@ from std_msgs.msg import String
 from flare_core.images import RawImage, decode_rgb, encode_rgb
 
 IMAGE_QOS = qos_profile_sensor_data  # cameras: best effort, keep last
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # goals, actions, status, e-stop
+# Goals, actions, completions, status, e-stop: reliable, with history deep enough that a subscriber starved of
+# CPU for seconds (a recorder on a busy machine) still gets every message.
+COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def image_to_rgb(msg: Image, source: str) -> np.ndarray:
