@@ -73,7 +73,6 @@ class CnnEncoder(nn.Module):
 
     def __init__(self, height: int, width: int, out_dim: int, spatial: bool = False) -> None:
         super().__init__()
-        self.spatial = spatial
         self.convs = nn.Sequential(
             nn.Conv2d(3, 16, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -85,12 +84,16 @@ class CnnEncoder(nn.Module):
         )
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, 3, height, width)).shape[1]
-        self.channels = 32
+        self.channels = self.convs[-3].out_channels  # the last conv's
         self.out_dim = flat if spatial else out_dim
         self.proj = nn.Identity() if spatial else nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(self.convs(images))
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, channels, cells]: one feature vector per grid tile, row-major (what `spatial` flattens)."""
+        return self.convs[:-1](images).flatten(2)
 
 
 def _cache_position_encoding(embeddings: nn.Module) -> None:
@@ -123,6 +126,7 @@ class Dinov2Encoder(nn.Module):
         backbone.requires_grad_(False).eval()
         _cache_position_encoding(backbone.embeddings)
         self.backbone = backbone
+        self.out_dim = out_dim
         self.proj = nn.Sequential(nn.Linear(backbone.config.hidden_size, out_dim), nn.ReLU())
 
     def train(self, mode: bool = True) -> Dinov2Encoder:
@@ -148,7 +152,7 @@ class VisualEncoder(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         # film: per camera (channels, cells) of its feature map, in output order
         self.maps = {n: (e.channels, e.out_dim // e.channels) for n, e in encoders.items()} if spatial else {}
-        self.out_dim = sum(getattr(e, "out_dim", config.visual_dim) for e in encoders.values())
+        self.out_dim = sum(e.out_dim for e in encoders.values())
 
     def forward(self, frames: dict[str, torch.Tensor]) -> torch.Tensor:
         """frames[camera]: [..., 3, H, W] float (already preprocessed) -> [..., out_dim]."""

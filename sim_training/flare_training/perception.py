@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flare_sim import TRAIN_FAMILIES, GridhouseEnv
-from flare_sim.cameras import AGENT_X, AGENT_Y
+from flare_sim.cameras import MANIP_CELLS
 from flare_training.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
@@ -54,7 +54,7 @@ def collect_frames(n: int, seed: int) -> dict[str, np.ndarray]:
         out["nav_rgb"].append(obs["nav_rgb"])
         out["manip_rgb"].append(obs["manip_rgb"])
         out["nav_cells"].append(cells)
-        out["manip_cells"].append(cells[AGENT_Y - 2 : AGENT_Y + 1, AGENT_X - 1 : AGENT_X + 2])
+        out["manip_cells"].append(cells[MANIP_CELLS])
         obs, _, terminated, truncated, _ = env.step(int(rng.choice(_MOVES)))
         if terminated or truncated or rng.random() < 0.03:
             obs, _ = env.reset(seed=seed * 1_000_003 + i)
@@ -97,7 +97,7 @@ def train_perception(config: PerceptionConfig) -> Path:
         frames = adapter.frames({k: data[k][idx] for k in ("nav_rgb", "manip_rgb")})
         total, accuracy = 0.0, {}
         for name, (_, cells_key) in keys.items():
-            fmap = model.visual.encoders[name].convs[:-1](frames[name]).flatten(2)  # [B, C, cells]
+            fmap = model.visual.encoders[name].feature_map(frames[name])
             cells = torch.from_numpy(data[cells_key][idx].reshape(len(idx), -1, 3).astype(np.int64))
             loss, acc = heads[name].loss(fmap, cells)
             total = total + loss

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flare_core import protocol
-from flare_core.images import RawImage
+from flare_core.images import RawImage, header_stamp_ns
 
 GOAL, ACTION, DONE, STATUS = protocol.GOAL, protocol.ACTION, protocol.ACTION_DONE, protocol.POLICY_STATUS
 STRING, IMAGE = "std_msgs/msg/String", "sensor_msgs/msg/Image"
@@ -123,8 +123,7 @@ class FlareBag:
                     episode.problem = f"{connection.topic} message at {log_ns} ns cannot be decoded ({err})"
                 continue
             if role.startswith("camera"):
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                image = RawImage(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data), bool(msg.is_bigendian))
+                stamp, image = header_stamp_ns(msg), RawImage.from_msg(msg)
                 camera = camera_of[connection.topic]
                 recent[camera].append((stamp, log_ns, image))
                 # A recorder may log a command before the frame it was decided on (separate topics, no order).

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flare_bringup.graph import ROBOTS, Graph, default_model
+from flare_bringup.graph import Graph, default_model
 from flare_bringup.runner import EpisodeRunner, GraphError
+from flare_ros.robots import ROBOT_EMBODIMENT, ROBOTS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
     args = parser.parse_args(argv)
     model = args.model or str(default_model())
-    robot_embodiment = {"stretch": "stretch_re1", "locobot": "locobot"}[args.robot]
 
     logs = Path(tempfile.mkdtemp(prefix="flare_demo_"))
     print(f"FLaRe graph: simulated {args.robot}, model {model}; node logs in {logs}", flush=True)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from flare_sim.onnx_eval import evaluate_exported
 
     reference = evaluate_exported(model, tuple(args.families), args.episodes, greedy=True, progress=False,
-                                  robot=robot_embodiment)  # fmt: skip
+                                  robot=ROBOT_EMBODIMENT[args.robot])  # fmt: skip
     print(f"\n{len(outcomes)} episodes over ROS 2 in {elapsed:.0f} s (greedy; unseen houses 0..{args.episodes - 1})")
     print(f"{'family':<12} {'graph success':>14} {'in-sim runtime':>15} {'mean steps':>11}")
     for family in args.families:

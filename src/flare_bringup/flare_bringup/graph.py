@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROBOTS = ("stretch", "locobot")
-REAL_BACKENDS = {"stretch": ("stretch_body", "stretch_driver"), "locobot": ("interbotix", "cmd_vel")}
+from flare_ros.robots import REAL_BACKENDS, ROBOTS, SIM_BACKEND
+
 DEMO_MODEL = "gridhouse_demo"
 
 
@@ -70,9 +70,9 @@ def graph_nodes(
         backend = backend or REAL_BACKENDS[robot][0]
         if backend not in REAL_BACKENDS[robot]:
             raise ValueError(f"{robot} real backends are {', '.join(REAL_BACKENDS[robot])}, not {backend!r}")
-    elif backend not in ("", "sim"):
+    elif backend not in ("", SIM_BACKEND):
         raise ValueError(f"backend {backend!r} needs robot:=real; the simulated robot's backend is sim")
-    backend = backend if real else "sim"
+    backend = backend if real else SIM_BACKEND
     policy_params = {"model": str(model or default_model()), "greedy": greedy}
     if not real and not model:
         policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse

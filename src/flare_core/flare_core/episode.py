@@ -123,9 +123,7 @@ class PolicyLoop:
     def tick(self, now: float, stamp_ns: int) -> ActionCommand | None:
         """Check timeouts; decide when fresh frames are there. Returns the command to publish, if any."""
         if self.state == State.ACTING and now - self.sent_at > self.config.action_timeout_s:
-            self._finish(f"no completion for action {self.pending.action!r} within {self.config.action_timeout_s} s",
-                         stopped=True)  # fmt: skip
-            self.pending = None
+            self.fail(f"no completion for action {self.pending.action!r} within {self.config.action_timeout_s} s")
             return None
         if self.state in (State.WAITING_FRAME, State.PAUSED):
             self._check_cameras(now)

@@ -35,6 +35,16 @@ class RawImage:
     data: bytes
     is_bigendian: bool = False
 
+    @classmethod
+    def from_msg(cls, msg) -> RawImage:
+        """From a sensor_msgs/Image as rclpy or rosbags deliver it (the same field names)."""
+        return cls(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data), bool(msg.is_bigendian))
+
+
+def header_stamp_ns(msg) -> int:
+    """A stamped message's header time in nanoseconds (rclpy or rosbags message)."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
 
 def decode_rgb(raw: RawImage, source: str = "image") -> np.ndarray:
     """A uint8 H x W x 3 RGB array from a raw image, refusing anything the policy cannot take as colour."""

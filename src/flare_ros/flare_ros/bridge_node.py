@@ -32,15 +32,13 @@ from flare_ros.common import (
     run_node,
     string,
 )
-
-BACKENDS = {"stretch": ("sim", "stretch_body", "stretch_driver"), "locobot": ("sim", "interbotix", "cmd_vel")}
-ROBOT_EMBODIMENT = {"stretch": "stretch_re1", "locobot": "locobot"}
+from flare_ros.robots import ROBOT_EMBODIMENT, ROBOTS, SIM_BACKEND, backends
 
 
 def parameters(robot: str) -> dict:
     """The bridge's parameters and defaults for `robot`."""
     return {
-        "backend": "sim",
+        "backend": SIM_BACKEND,
         "control_hz": 20.0,
         "command_timeout_s": 2.0,
         "motion_timeout_s": 20.0,
@@ -60,8 +58,8 @@ class BridgeNode(Node):
         route_core_logs(self)
         self.robot = robot
         p = declare_parameters(self, parameters(robot))
-        if p["backend"] not in BACKENDS[robot]:
-            raise StartupError(f"backend {p['backend']!r} unknown for {robot}; use one of {', '.join(BACKENDS[robot])}")
+        if p["backend"] not in backends(robot):
+            raise StartupError(f"backend {p['backend']!r} unknown for {robot}; use one of {', '.join(backends(robot))}")
         self.backend = self._make_backend(p)
         period = 1.0 / p["control_hz"]
         self.bridge = ActionBridge(self.backend, BridgeConfig(period, p["command_timeout_s"], p["motion_timeout_s"]),
@@ -71,7 +69,7 @@ class BridgeNode(Node):
         self.create_subscription(String, protocol.ACTION, self.on_action, COMMAND_QOS)
         self.create_subscription(Bool, protocol.ESTOP, self.on_estop, COMMAND_QOS)
         self.create_timer(period, self.tick)
-        self.sim = self.backend if p["backend"] == "sim" else None
+        self.sim = self.backend if p["backend"] == SIM_BACKEND else None
         if self.sim is not None:
             self.task_pub = self.create_publisher(String, protocol.SIM_TASK, COMMAND_QOS)
             self.create_subscription(String, protocol.SIM_RESET, self.on_sim_reset, COMMAND_QOS)
@@ -93,7 +91,7 @@ class BridgeNode(Node):
         from flare_robots.errors import BackendUnavailable
 
         try:
-            if p["backend"] == "sim":
+            if p["backend"] == SIM_BACKEND:
                 from flare_sim.robot import SimulatedRobot
 
                 return SimulatedRobot(ROBOT_EMBODIMENT[self.robot], motion_s=p["sim_motion_s"])
@@ -181,7 +179,7 @@ class BridgeNode(Node):
 
 
 def main(robot: str | None = None) -> None:
-    robot = robot or (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in BACKENDS else "stretch")
+    robot = robot or (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in ROBOTS else "stretch")
     run_node(lambda: BridgeNode(robot))
 
 

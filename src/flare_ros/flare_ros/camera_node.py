@@ -19,6 +19,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from flare_core import protocol
+from flare_core.images import header_stamp_ns
 from flare_core.preprocessing import FrameError
 from flare_ros.common import (
     IMAGE_QOS,
@@ -28,7 +29,6 @@ from flare_ros.common import (
     now_ns,
     rgb_to_image,
     run_node,
-    stamp_ns,
 )
 
 PARAMETERS = {
@@ -138,7 +138,7 @@ class CameraNode(Node):
         except FrameError as err:
             self.get_logger().error(f"{err}; not republished", throttle_duration_sec=5.0)
             return
-        self.publish(frame, stamp_ns(msg) or now_ns(self))  # the driver's capture time, where it gives one
+        self.publish(frame, header_stamp_ns(msg) or now_ns(self))  # the driver's capture time, where it gives one
 
     def watch(self) -> None:
         silent = time.monotonic() - self.last_frame

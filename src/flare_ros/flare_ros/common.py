@@ -22,8 +22,7 @@ COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def image_to_rgb(msg: Image, source: str) -> np.ndarray:
-    raw = RawImage(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data), bool(msg.is_bigendian))
-    return decode_rgb(raw, source)
+    return decode_rgb(RawImage.from_msg(msg), source)
 
 
 def rgb_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
@@ -32,10 +31,6 @@ def rgb_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     msg.header.frame_id = frame_id
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     return msg
-
-
-def stamp_ns(msg: Image) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def now_ns(node: Node) -> int:

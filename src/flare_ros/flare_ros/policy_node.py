@@ -20,6 +20,7 @@ from std_msgs.msg import Bool, String
 
 from flare_core import protocol
 from flare_core.episode import LoopConfig, PolicyLoop, State
+from flare_core.images import header_stamp_ns
 from flare_core.preprocessing import FrameError
 from flare_core.runtime import OnnxPolicy, PolicyLoadError, available_providers
 from flare_ros.common import (
@@ -31,7 +32,6 @@ from flare_ros.common import (
     now_ns,
     route_core_logs,
     run_node,
-    stamp_ns,
     string,
 )
 
@@ -101,7 +101,7 @@ class PolicyNode(Node):
                 self.bad_frames[camera] = str(err)
             return
         self.bad_frames.pop(camera, None)
-        self.loop.on_frame(camera, frame, stamp_ns(msg), time.monotonic())
+        self.loop.on_frame(camera, frame, header_stamp_ns(msg), time.monotonic())
         self.tick()
 
     def on_done(self, msg: String) -> None:

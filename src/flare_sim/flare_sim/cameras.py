@@ -18,6 +18,8 @@ from minigrid.core.world_object import WorldObj
 
 VIEW = 7  # minigrid's agent view size
 AGENT_X, AGENT_Y = VIEW // 2, VIEW - 1  # where the agent sits in its own view
+# The manipulation camera's cells, as [rows, cols] of the view: the agent's row and two ahead, one each side.
+MANIP_CELLS = (slice(AGENT_Y - 2, AGENT_Y + 1), slice(AGENT_X - 1, AGENT_X + 2))
 _N_TYPES, _N_COLORS, _N_STATES = len(OBJECT_TO_IDX), len(COLOR_TO_IDX), len(STATE_TO_IDX)
 _UNSEEN_RGB = (40, 40, 40)
 
@@ -82,5 +84,5 @@ def navigation_frame(view: np.ndarray, tile_px: int) -> np.ndarray:
 
 def manipulation_frame(view: np.ndarray, tile_px: int) -> np.ndarray:
     """The 3 x 3 cells around the gripper as an RGB frame of (3 * tile_px) x (3 * tile_px)."""
-    codes = _codes(view)[AGENT_Y - 2 : AGENT_Y + 1, AGENT_X - 1 : AGENT_X + 2]
+    codes = _codes(view)[MANIP_CELLS]
     return _assemble(codes, tile_px, (2, 1))
