@@ -50,7 +50,7 @@ def single_process_rate(env_cls: type[GridhouseEnv], seconds: float, seed: int) 
 
 
 def vector_rate(num_envs: int, seconds: float, seed: int) -> float:
-    envs = make_vector_env(num_envs)
+    envs = make_vector_env(num_envs, workers=num_envs)
     try:
         valid = np.flatnonzero(GridhouseEnv.embodiment.mask)
         rng = np.random.default_rng(seed)

@@ -28,8 +28,8 @@ from flare_training.model import ActorCritic, ModelConfig
 from flare_training.ppo import PPOConfig, train_ppo
 
 
-def env_only_sps(num_envs: int, steps: int, seed: int = 0) -> float:
-    envs = make_vector_env(num_envs, asynchronous=False)
+def env_only_sps(num_envs: int, workers: int, steps: int, seed: int = 0) -> float:
+    envs = make_vector_env(num_envs, workers=workers)
     valid = np.flatnonzero(GridhouseEnv.embodiment.mask)
     rng = np.random.default_rng(seed)
     envs.reset(seed=seed)
@@ -46,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=6, help="PPO updates to run (the first is excluded)")
     parser.add_argument("--init", default="", help="start from this checkpoint instead of fresh weights")
+    parser.add_argument("--env-workers", type=int, default=PPOConfig.env_workers,
+                        help="processes stepping the envs (0 = in the learner's process)")  # fmt: skip
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,9 +57,10 @@ def main() -> None:
             model = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
             init = str(save_checkpoint(Path(tmp) / "init" / "checkpoint.pt", model, adapter, kind="bc"))
         config = PPOConfig(out=f"{tmp}/run", init=init, eval_every=10**12, eval_episodes=1, final_eval_episodes=0,
-                           critic_warmup_updates=1)  # fmt: skip
+                           critic_warmup_updates=1, env_workers=args.env_workers)  # fmt: skip
         config.total_env_steps = config.batch_steps * args.updates
-        print(f"PPO: {config.num_envs} envs x {config.rollout} steps, {config.epochs} epochs, {args.updates} updates")
+        print(f"PPO: {config.num_envs} envs in {config.env_workers or 'the learner'}'s process(es) x {config.rollout} "
+              f"steps, {config.epochs} epochs, {args.updates} updates")  # fmt: skip
         train_ppo(config)
         rows = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
         rows = [r for r in rows if not r["critic_warmup"]]
@@ -66,7 +69,7 @@ def main() -> None:
             "sps": statistics.median(batch / (r["rollout_s"] + r["update_s"]) for r in rows),
             "rollout_sps": statistics.median(batch / r["rollout_s"] for r in rows),
             "update_s": statistics.median(r["update_s"] for r in rows),
-            "env_only_sps": env_only_sps(config.num_envs, 200),
+            "env_only_sps": env_only_sps(config.num_envs, config.env_workers, 200),
         }
     figures["sps_over_env_only"] = figures["sps"] / figures["env_only_sps"]
     print(f"end to end {figures['sps']:.0f} env steps/s (rollouts {figures['rollout_sps']:.0f}/s, "

@@ -186,6 +186,47 @@ def test_vector_env_keeps_goal_text_and_autoresets():
         envs.close()
 
 
+def _same(a, b) -> bool:
+    """Deep equality of vector-env outputs: dicts, tuples, numpy arrays (dtype included)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        if a.dtype == object:
+            return isinstance(b, np.ndarray) and b.dtype == object and _same(a.tolist(), b.tolist())
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _expert_trace(workers: int, steps: int = 80) -> list:
+    envs = make_vector_env(5, expert=True, workers=workers)
+    try:
+        trace = [envs.reset(seed=11)]
+        for _ in range(steps):
+            actions = np.maximum(trace[-1][-1]["expert_action"], 0)  # -1 (no expert action) only after an end
+            trace.append(envs.step(actions))
+        return trace
+    finally:
+        envs.close()
+
+
+def test_envs_split_over_worker_processes_step_exactly_like_one_process():
+    in_process = _expert_trace(workers=0)
+    assert sum(int(step[1].sum()) for step in in_process[1:]) > 0  # episodes do end in success
+    assert _same(in_process, _expert_trace(workers=2))  # uneven shards: 3 + 2 envs
+
+
+def test_env_worker_errors_reach_the_learner_with_the_cause():
+    envs = make_vector_env(2, workers=2)
+    try:
+        envs.reset(seed=0)
+        with pytest.raises(RuntimeError, match="env worker failed(.|\n)*masked"):
+            envs.step(np.array([0, action_by_name("zp").index]))
+    finally:
+        envs.close()
+
+
 def test_fast_object_descriptions_match_babyai():
     from minigrid.envs.babyai.core.verifier import ObjDesc
 

@@ -1,3 +1,4 @@
 from flare_training.cli import main
 
-main()
+if __name__ == "__main__":  # worker processes (forkserver) import this module without running it
+    main()

@@ -68,7 +68,7 @@ class Demos:
 
 def collect_demos(count: int, workers: int, families: tuple[str, ...], seed: int) -> Demos:
     """Run the expert in `workers` subprocess envs on training houses until `count` episodes succeed."""
-    envs = make_vector_env(workers, families=families, split="train", expert=True)
+    envs = make_vector_env(workers, families=families, split="train", expert=True, workers=workers)
     steps: dict[str, list] = {k: [] for k in (*_FIELDS, "action")}
     goals, starts = [], [0]
     current = [{k: [] for k in (*_FIELDS, "action")} for _ in range(workers)]

@@ -58,7 +58,7 @@ class PPOConfig:
     eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
     eval_episodes: int = 30  # per family, during training
     final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
-    asynchronous: bool = False  # envs in subprocesses; in-process is faster on 2 cores
+    env_workers: int = 0  # processes stepping the envs in parallel; 0 = in the learner's process (fastest on 2 cores)
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
 
@@ -213,7 +213,7 @@ def train_ppo(config: PPOConfig) -> Path:
 
     # --- environments (fresh episodes on resume: a killed run's env state is gone) ----------------------
     n, T = config.num_envs, config.rollout
-    envs = make_vector_env(n, families=config.families, split="train", asynchronous=config.asynchronous)
+    envs = make_vector_env(n, families=config.families, split="train", workers=config.env_workers)
     obs, _ = envs.reset(seed=config.seed * 100_003 + update)
     actor_cache = model.new_caches(n)[0]  # values come from the update's full-sequence pass, not from rollouts
     history = EpisodeHistory(n)

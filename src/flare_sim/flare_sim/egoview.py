@@ -8,6 +8,8 @@ is re-encoded each call and the whole grid only when a new house is generated.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 
@@ -50,11 +52,18 @@ class EgocentricView:
         view = self._padded[top_x + VIEW : top_x + 2 * VIEW, top_y + VIEW : top_y + 2 * VIEW]
         view = np.rot90(view, k=-(level.agent_dir + 1), axes=(0, 1))  # minigrid's rotate_left, dir + 1 times
         types, states = view[..., 0], view[..., 2]
-        opaque = ((types == _WALL_T) | ((types == _DOOR_T) & (states != 0))).tolist()
-        visible = _visibility(opaque)
-        out = np.where(np.asarray(visible)[..., None], view, np.uint8(0))
+        opaque = (types == _WALL_T) | ((types == _DOOR_T) & (states != 0))
+        out = np.where(_visible(opaque.tobytes())[..., None], view, np.uint8(0))
         out[AGENT_X, AGENT_Y] = _encode_cell(level.carrying)
         return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _visible(opaque: bytes) -> np.ndarray:
+    """Visibility mask for a 7 x 7 occlusion pattern; patterns recur (walls, doorways), so each is computed once."""
+    mask = np.asarray(_visibility(np.frombuffer(opaque, dtype=bool).reshape(VIEW, VIEW).tolist()))
+    mask.flags.writeable = False  # shared between calls
+    return mask
 
 
 def _visibility(opaque: list[list[bool]]) -> list[list[bool]]:
