@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flare_core import ModelCardError
+from flare_core import ModelCardError, action_by_name
 from flare_core.runtime import OnnxPolicy, PolicyLoadError
 from flare_sim import FAMILIES, GridhouseEnv
 from flare_training.checkpoint import load_checkpoint, save_checkpoint
@@ -32,12 +32,19 @@ def exported(tmp_path_factory):
     return ckpt, export_policy(ckpt, root / "model")
 
 
+@pytest.fixture(scope="module")
+def exported_in_place(tmp_path_factory, exported):
+    """The same checkpoint with the in-place ("shared") cache layout."""
+    return exported[0], export_policy(exported[0], tmp_path_factory.mktemp("export") / "model", cache_layout="shared")
+
+
 def _frames(obs):
     return {"nav": obs["nav_rgb"], "manip": obs["manip_rgb"]}
 
 
-def test_onnx_matches_torch_over_whole_episodes(exported):
-    ckpt, model_dir = exported
+@pytest.mark.parametrize("layout", ["concat", "shared"])
+def test_onnx_matches_torch_over_whole_episodes(exported, exported_in_place, layout):
+    ckpt, model_dir = exported if layout == "concat" else exported_in_place
     model, adapter, _ = load_checkpoint(ckpt)
     model.eval()
     policy = OnnxPolicy(model_dir, greedy=True)
@@ -68,7 +75,8 @@ def test_onnx_matches_torch_over_whole_episodes(exported):
 def test_card_records_what_a_loader_checks(exported):
     _, model_dir = exported
     card = json.loads((model_dir / "model.json").read_text())
-    assert card["cache"] == {"layers": 2, "heads": 4, "head_dim": 8, "max_context": 128}
+    assert card["cache"] == {"layers": 2, "heads": 4, "head_dim": 8, "max_context": 128, "layout": "concat"}
+    assert card["weights"] == "float32"
     assert [c["name"] for c in card["cameras"]] == ["nav", "manip"] and card["opset"] == 17
     assert len(card["action_names"]) == 20 and card["goal_tokenizer"]["vocab"][:2] == ["<pad>", "<unk>"]
 
@@ -97,6 +105,46 @@ def test_card_graph_mismatches_are_refused(exported, tmp_path, edit, message):
     _edit_card(model_dir, edit)
     with pytest.raises(PolicyLoadError, match=message):
         OnnxPolicy(model_dir)
+
+
+def test_cache_layout_mismatches_are_refused(exported, exported_in_place, tmp_path):
+    concat = _copy(exported[1], tmp_path / "a")
+    _edit_card(concat, lambda c: c["cache"].update(layout="shared"))
+    with pytest.raises(PolicyLoadError, match="length past_len, but the card's 'shared' layout needs a fixed buffer"):
+        OnnxPolicy(concat)
+    shared = _copy(exported_in_place[1], tmp_path / "b")
+    _edit_card(shared, lambda c: c["cache"].update(layout="concat"))
+    with pytest.raises(PolicyLoadError, match="fixed buffer of 128, but the card's 'concat' layout"):
+        OnnxPolicy(shared)
+    _edit_card(shared, lambda c: c["cache"].update(layout="ring"))
+    with pytest.raises(ModelCardError, match="cache.layout: must be one of concat, shared, got 'ring'"):
+        OnnxPolicy(shared)
+
+
+def test_int8_weights_decide_like_float32(exported, tmp_path):
+    """Dynamic int8 quantization (a latency option for big decoders) keeps the decisions: same greedy action
+    on nearly every step of expert-driven episodes, logits close."""
+    ckpt, model_dir = exported
+    int8_dir = export_policy(ckpt, tmp_path / "int8", weights="int8")
+    assert json.loads((int8_dir / "model.json").read_text())["weights"] == "int8"
+    assert (int8_dir / "policy.onnx").stat().st_size < (model_dir / "policy.onnx").stat().st_size / 2
+    full, int8 = OnnxPolicy(model_dir), OnnxPolicy(int8_dir)
+    env = GridhouseEnv(families=tuple(FAMILIES), split="eval", expert=True)
+    same, steps, worst = 0, 0, 0.0
+    for episode in range(3):
+        obs, info = env.reset(seed=episode, options={"house": episode})
+        done = False
+        while not done:
+            a = full.act(_frames(obs), holding=bool(obs["holding"]), goal=obs["goal"])
+            b = int8.act(_frames(obs), holding=bool(obs["holding"]), goal=obs["goal"])
+            same += a.action == b.action
+            steps += 1
+            worst = max(worst, float(np.abs(a.logits - b.logits).max()))
+            full.executed(info["expert_action"])
+            int8.executed(info["expert_action"])
+            obs, _, terminated, truncated, info = env.step(info["expert_action"])
+            done = terminated or truncated
+    assert same / steps >= 0.9 and worst < 0.1, (same, steps, worst)
 
 
 def test_wrong_action_count_is_refused(tmp_path):
@@ -146,18 +194,20 @@ def test_a_new_goal_resets_the_cache(exported):
     policy = OnnxPolicy(exported[1])
     for _ in range(3):
         policy.act(_frames(obs), holding=False, goal="go to the red ball")
-    assert policy.step_index == 3 and policy._cache["0.key"].shape[2] == 3
+    assert policy.step_index == 3 and policy.cache_length == 3
     first = policy.act(_frames(obs), holding=False, goal="go to the blue key")
-    assert policy.step_index == 1 and policy._cache["0.key"].shape[2] == 1
+    assert policy.step_index == 1 and policy.cache_length == 1
     fresh = OnnxPolicy(exported[1]).act(_frames(obs), holding=False, goal="go to the blue key")
     np.testing.assert_array_equal(first.logits, fresh.logits)
 
 
-def test_long_episodes_slide_the_window(tmp_path):
+@pytest.mark.parametrize("layout", ["concat", "shared"])
+def test_long_episodes_slide_the_window(tmp_path, layout):
     """With max_context 4: the cache never holds more than 3 past steps, and once the window has slid past
     the steps where two episodes differed, they decide identically. (Exactly so with one layer; deeper layers'
     cached states were computed while attending to older steps, so those leave a faint trace.)"""
-    model_dir = export_policy(_checkpoint(tmp_path / "run", max_context=4, layers=1), tmp_path / "model")
+    ckpt = _checkpoint(tmp_path / "run", max_context=4, layers=1)
+    model_dir = export_policy(ckpt, tmp_path / "model", cache_layout=layout)
     env = GridhouseEnv(families=("objectnav",))
     a_obs, _ = env.reset(seed=1)
     b_obs, _ = env.reset(seed=2)  # a different house: different frames
@@ -169,6 +219,28 @@ def test_long_episodes_slide_the_window(tmp_path):
         ra = a.act(_frames(a_obs), holding=False)
         rb = b.act(_frames(b_obs if early else a_obs), holding=False)
         b.prev_action = a.prev_action  # same history from here on
-        assert a._cache["0.key"].shape[2] <= 3
+        assert a.cache_length == min(step + 1, 3)
         assert ra.context_full == (step >= 3)
     np.testing.assert_allclose(ra.logits, rb.logits, atol=1e-6)
+
+
+def test_both_cache_layouts_decide_alike_beyond_the_context(tmp_path):
+    """Two layers, max_context 4, 12 steps: the in-place buffer slides its window exactly like the concat path."""
+    ckpt = _checkpoint(tmp_path / "run", max_context=4)
+    concat = OnnxPolicy(export_policy(ckpt, tmp_path / "concat"))
+    shared = OnnxPolicy(export_policy(ckpt, tmp_path / "shared", cache_layout="shared"))
+    env = GridhouseEnv(families=("objectnav",))
+    obs, _ = env.reset(seed=4)
+    rng = np.random.default_rng(0)
+    stop = {action_by_name(n).index for n in ("end", "sub_done")}  # keep the episode going
+    valid = [i for i in np.flatnonzero(env.embodiment.mask) if i not in stop]
+    for _ in range(12):
+        a = concat.act(_frames(obs), holding=bool(obs["holding"]), goal=obs["goal"])
+        b = shared.act(_frames(obs), holding=bool(obs["holding"]), goal=obs["goal"])
+        np.testing.assert_allclose(a.logits, b.logits, atol=1e-5)
+        assert (a.context_full, concat.cache_length) == (b.context_full, shared.cache_length)
+        action = int(rng.choice(valid))
+        concat.executed(action)
+        shared.executed(action)
+        obs, *_ = env.step(action)
+    assert shared.cache_length == 3

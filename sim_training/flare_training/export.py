@@ -6,6 +6,8 @@ Graph (DESIGN.md contract 4), batch dimension dynamic:
            goal_tokens int64 [B, K], prev_action int64 [B], holding int64 [B], step int64 [B],
            past_key_values.<i>.key|value float32 [B, heads, past_len, head_dim] (past_len 0 at an episode start)
   outputs  logits float32 [B, 20], present.<i>.key|value float32 [B, heads, past_len + 1, head_dim]
+With cache layout "shared" the cache tensors are fixed [B, heads, max_context, head_dim] buffers, present
+aliasing past (the runtime binds both to one buffer), and `step` is also the number of filled entries.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 
 import onnx
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from flare_core.actions import ACTION_NAMES
-from flare_core.model_card import CacheSpec, ModelCard, Provenance
+from flare_core.model_card import CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
 from flare_training.checkpoint import load_checkpoint
 from flare_training.model import ActorCritic
 
@@ -46,13 +49,62 @@ def decode_with_past(decoder, head: nn.Module, x: torch.Tensor, past) -> tuple[t
     return (head(decoder.norm(x))[:, 0], *presents)
 
 
+class _InPlaceAttention(torch.autograd.Function):
+    """One new step attending over a fixed-size cache buffer that it writes into at row `filled`.
+
+    Exported as ONNX Runtime's GroupQueryAttention (com.microsoft), which reads and writes the buffer in place
+    when present and past are bound to the same memory; the torch forward computes the same thing for tracing.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, past_k, past_v, filled, heads: int):  # q, k, v [B, 1, heads * d]; filled [B] int32
+        batch, size, d = q.shape[0], past_k.shape[2], past_k.shape[3]
+        rows, slot = torch.arange(batch), filled.long()
+        present_k, present_v = past_k.clone(), past_v.clone()
+        present_k[rows, :, slot] = k.reshape(batch, heads, d)
+        present_v[rows, :, slot] = v.reshape(batch, heads, d)
+        mask = (torch.arange(size)[None] <= slot[:, None])[:, None, None]  # [B, 1, 1, size]
+        y = F.scaled_dot_product_attention(q.reshape(batch, 1, heads, d).transpose(1, 2), present_k, present_v, mask)
+        return y.transpose(1, 2).reshape(batch, 1, heads * d), present_k, present_v
+
+    @staticmethod
+    def symbolic(g, q, k, v, past_k, past_v, filled, heads: int):
+        one = g.op("Constant", value_t=torch.tensor(1, dtype=torch.int32))
+        total = g.op("Add", g.op("ReduceMax", filled, keepdims_i=0), one)
+        outputs = g.op("com.microsoft::GroupQueryAttention", q, k, v, past_k, past_v, filled, total,
+                       num_heads_i=heads, kv_num_heads_i=heads, outputs=3)  # fmt: skip
+        for value, like in zip(outputs, (q, past_k, past_v), strict=True):
+            value.setType(like.type())  # the exporter cannot infer a contrib op's shapes
+        return outputs
+
+
+def decode_in_place(decoder, head: nn.Module, x: torch.Tensor, past, filled: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """decode_with_past for the "shared" layout: past [B, heads, max_context, head_dim] buffers, `filled` [B]."""
+    presents = []
+    for i, block in enumerate(decoder.blocks):
+        attn = block.attn
+        q, k, v = attn.qkv(block.attn_norm(x)).chunk(3, dim=-1)  # head-major, as Attention.project splits them
+        y, key, value = _InPlaceAttention.apply(q, k, v, past[2 * i], past[2 * i + 1], filled, attn.heads)
+        presents += [key, value]
+        x = x + attn.out(y)
+        x = x + block.mlp(block.mlp_norm(x))
+    return (head(decoder.norm(x))[:, 0], *presents)
+
+
+def _decode(decoder, head: nn.Module, x: torch.Tensor, past, layout: str, step: torch.Tensor):
+    if layout == "shared":
+        return decode_in_place(decoder, head, x, past, step.to(torch.int32))
+    return decode_with_past(decoder, head, x, past)
+
+
 class OnnxStep(nn.Module):
     """The actor for one step, attending over an explicit past instead of the training-time KVCache."""
 
-    def __init__(self, model: ActorCritic) -> None:
+    def __init__(self, model: ActorCritic, cache_layout: str = "concat") -> None:
         super().__init__()
         self.model = model
         self.cameras = model.visual.cameras
+        self.cache_layout = _check_layout(cache_layout)
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.cameras)
@@ -60,36 +112,62 @@ class OnnxStep(nn.Module):
         visual = self.model.visual(dict(zip(self.cameras, images, strict=True)))
         decoder = self.model.actor.decoder
         x = decoder.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
-        return decode_with_past(decoder, self.model.actor.heads["logits"], x, past)
+        return _decode(decoder, self.model.actor.heads["logits"], x, past, self.cache_layout, step)
 
 
 class OnnxDecoderStep(nn.Module):
-    """The decoder alone (fused token in, logits out), for latency measurements without perception."""
+    """The decoder alone (fused token and, for the shared layout, the filled count in; logits out), for
+    latency measurements without perception."""
 
-    def __init__(self, model: ActorCritic) -> None:
+    def __init__(self, model: ActorCritic, cache_layout: str = "concat") -> None:
         super().__init__()
         self.model = model
+        self.cache_layout = _check_layout(cache_layout)
 
-    def forward(self, x: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return decode_with_past(self.model.actor.decoder, self.model.actor.heads["logits"], x, past)
+    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x [B, 1, d_model], then (shared layout only) step [B], then the past."""
+        actor = self.model.actor
+        if self.cache_layout == "shared":
+            return decode_in_place(actor.decoder, actor.heads["logits"], x, args[1:], args[0].to(torch.int32))
+        return decode_with_past(actor.decoder, actor.heads["logits"], x, args)
 
 
-def export_graph(module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
-    """TorchScript-based export with dynamic batch and cache lengths; checked by onnx.checker."""
+def _check_layout(layout: str) -> str:
+    if layout not in CACHE_LAYOUTS:
+        raise ValueError(f"unknown cache layout {layout!r}; use one of {', '.join(CACHE_LAYOUTS)}")
+    return layout
+
+
+def export_graph(
+    module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str], cache_layout: str = "concat"
+) -> Path:
+    """TorchScript-based export with a dynamic batch (and cache length, "concat" layout); checked by onnx.checker."""
     dynamic = {n: {0: "batch"} for n in inputs + outputs}
-    for n in inputs:
-        if n.startswith("past_key_values"):
-            dynamic[n][2] = "past_len"
-    for n in outputs:
-        if n.startswith("present"):
-            dynamic[n][2] = "present_len"
+    if cache_layout == "concat":
+        for n in inputs:
+            if n.startswith("past_key_values"):
+                dynamic[n][2] = "past_len"
+        for n in outputs:
+            if n.startswith("present"):
+                dynamic[n][2] = "present_len"
     with torch.no_grad():
         module(*example)  # fills per-shape caches (frozen position tables), which the trace then sees as constants
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(module, example, path, dynamo=False, input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic, opset_version=OPSET)  # fmt: skip
+                          dynamic_axes=dynamic, opset_version=OPSET, custom_opsets={"com.microsoft": 1})  # fmt: skip
     onnx.checker.check_model(onnx.load(path), full_check=True)
+    return path
+
+
+def quantize_weights(path: Path) -> Path:
+    """int8 weights, activations quantized on the fly (ONNX Runtime dynamic quantization, per channel): about a
+    quarter of the bytes to stream per step, which is what a batch-1 decoder step on a CPU waits for."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(path, path, weight_type=QuantType.QInt8, per_channel=True)
     return path
 
 
@@ -99,8 +177,13 @@ def io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str
     return inputs + [f"past_key_values.{c}" for c in cache], ["logits"] + [f"present.{c}" for c in cache]
 
 
-def example_inputs(model: ActorCritic, past_len: int = 0, batch: int = 1) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    model: ActorCritic, past_len: int = 0, batch: int = 1, cache_layout: str = "concat"
+) -> tuple[torch.Tensor, ...]:
+    """Zeros shaped like the graph's inputs; the "shared" layout's cache is always max_context long."""
     config = model.config
+    if cache_layout == "shared":
+        past_len = config.max_context
     images = [torch.zeros(batch, 3, h, w) for h, w in model.camera_shapes.values()]
     goal = torch.zeros(batch, config.max_goal_tokens, dtype=torch.long)
     scalars = [torch.zeros(batch, dtype=torch.long) for _ in range(3)]
@@ -108,26 +191,43 @@ def example_inputs(model: ActorCritic, past_len: int = 0, batch: int = 1) -> tup
     return (*images, goal, *scalars, *past)
 
 
-def export_policy(checkpoint: str | Path, out_dir: str | Path, name: str | None = None) -> Path:
-    """Write out_dir/policy.onnx and out_dir/model.json; returns out_dir."""
+def export_policy(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    name: str | None = None,
+    cache_layout: str = "concat",
+    weights: str = "float32",
+) -> Path:
+    """Write out_dir/policy.onnx and out_dir/model.json; returns out_dir.
+
+    cache_layout "shared" writes the cache in place (see CacheSpec); weights "int8" quantizes them after export.
+    """
+    _check_layout(cache_layout)
+    if weights not in WEIGHT_TYPES:
+        raise ValueError(f"unknown weight type {weights!r}; use one of {', '.join(WEIGHT_TYPES)}")
     model, adapter, payload = load_checkpoint(checkpoint)
     if model.config.goal_encoder != "words":
         raise ValueError("only the word goal encoder exports to ONNX (the T5 option encodes text outside the graph)")
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    step = OnnxStep(model).eval()
+    step = OnnxStep(model, cache_layout).eval()
     inputs, outputs = io_names(step.cameras, model.config.layers)
-    export_graph(step, example_inputs(model, past_len=1), out / POLICY_FILE, inputs, outputs)
+    example = example_inputs(model, past_len=1, cache_layout=cache_layout)
+    export_graph(step, example, out / POLICY_FILE, inputs, outputs, cache_layout)
+    if weights == "int8":
+        quantize_weights(out / POLICY_FILE)
+    c = model.config
     card = ModelCard(
         name=name or out.name,
         action_names=ACTION_NAMES,
         embodiments=("gridhouse",),
         cameras=adapter.cameras,
         goal_tokenizer=adapter.tokenizer.spec(),
-        cache=CacheSpec(model.config.layers, model.config.heads, model.config.head_dim, model.config.max_context),
+        cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout),
         opset=OPSET,
         provenance=_provenance(Path(checkpoint), payload),
+        weights=weights,
     )
     card.save(out)
     return out

@@ -174,8 +174,10 @@ class GoalEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Linear(config.max_goal_tokens * config.goal_embed_dim, config.goal_dim), nn.ReLU())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        # A goal is constant over an episode: encode each run of identical consecutive goals once (a
-        # comparison with the previous row; torch.unique over rows was 10 ms a call, 13 % of a PPO update).
+        if tokens.shape[:-1].numel() < 512:  # single steps (and the exported graph): nothing to share
+            return self.proj(self.embed(tokens).flatten(-2))
+        # Whole sequences: a goal is constant over an episode, so encode each run of identical consecutive goals
+        # once (a comparison with the previous row; torch.unique over rows was 13 % of a PPO update).
         flat = tokens.reshape(-1, tokens.shape[-1])
         new_run = torch.ones(len(flat), dtype=torch.bool, device=flat.device)
         new_run[1:] = (flat[1:] != flat[:-1]).any(-1)

@@ -41,12 +41,23 @@ class GoalTokenizerSpec:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """Transformer KV-cache layout: per layer a key and a value of batch x heads x past_len x head_dim."""
+    """Transformer KV-cache: per layer a key and a value of batch x heads x length x head_dim, in one of two layouts.
+
+    - "concat": past_len entries in, past_len + 1 out (the Hugging Face convention; past_len 0 at a start);
+    - "shared": a fixed max_context buffer in and out, which the runtime binds to the same memory so the graph
+      writes the new step in place (ONNX Runtime's GroupQueryAttention) instead of copying the whole past
+      every step; the `step` input doubles as the number of filled entries.
+    """
 
     layers: int
     heads: int
     head_dim: int
     max_context: int
+    layout: str = "concat"
+
+
+CACHE_LAYOUTS = ("concat", "shared")
+WEIGHT_TYPES = ("float32", "int8")  # int8: weights quantized after export (ONNX Runtime dynamic quantization)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class ModelCard:
     cache: CacheSpec
     opset: int
     provenance: Provenance
+    weights: str = "float32"
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,15 +188,25 @@ class _Validator:
         tokenizer = self.tokenizer(self.section(data, "goal_tokenizer"))
         c = self.section(data, "cache")
         cache = CacheSpec(
-            *(self.positive_int(c, k, f"cache.{k}") for k in ("layers", "heads", "head_dim", "max_context"))
+            *(self.positive_int(c, k, f"cache.{k}") for k in ("layers", "heads", "head_dim", "max_context")),
+            layout=self.choice(c, "layout", "cache.layout", CACHE_LAYOUTS),
         )
         opset = self.positive_int(data, "opset", "opset")
         provenance = self.provenance(self.section(data, "provenance"))
+        weights = self.choice(data, "weights", "weights", WEIGHT_TYPES)
 
         if self.problems:
             listing = "\n  - ".join(self.problems)
             raise ModelCardError(f"{self.source}: invalid model card ({len(self.problems)} problem(s)):\n  - {listing}")
-        return ModelCard(name, actions, embodiments, cameras, tokenizer, cache, opset, provenance, version)
+        return ModelCard(name, actions, embodiments, cameras, tokenizer, cache, opset, provenance, weights, version)
+
+    def choice(self, data: dict, key: str, path: str, allowed: tuple[str, ...]) -> str:
+        """An optional field with a fixed set of values; absent means the first (cards written before it)."""
+        value = data.get(key, allowed[0])
+        if value not in allowed:
+            self.bad(path, f"must be one of {', '.join(allowed)}, got {value!r}")
+            return allowed[0]
+        return value
 
     def cameras(self, value: object) -> tuple[CameraSpec, ...]:
         if not isinstance(value, list) or not value:

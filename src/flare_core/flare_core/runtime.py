@@ -10,6 +10,11 @@ Episodes longer than the cache's `max_context`: the policy keeps attending to th
 `max_context - 1`, exactly as training clamps it. Nothing is refused; `StepResult.context_full` says when
 the window slides, so a node can log it. Steps that left the window still leave a faint trace through the
 deeper layers' cached states (computed when those steps were in view), as in any streaming KV-cache.
+
+Cache layouts (the card's `cache.layout`): "concat" passes the past in and takes past + 1 out each step;
+"shared" binds one fixed buffer per tensor as both input and output, so the graph writes the new step in
+place (ONNX Runtime's GroupQueryAttention, CPU execution provider) and nothing is copied per step. Both give
+the same decisions, the sliding window included.
 """
 
 from __future__ import annotations
@@ -71,8 +76,11 @@ class OnnxPolicy:
             raise PolicyLoadError(f"{path}: policy graph not found; export one with `python -m flare_training export`")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        providers = providers or available_providers()
+        if self.card.cache.layout == "shared":
+            providers = ["CPUExecutionProvider"]  # the in-place cache is bound to host memory
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or available_providers())
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises several types for unreadable models
             raise PolicyLoadError(f"{path}: not a loadable ONNX model ({err}); re-export or re-copy it") from None
         name = embodiment or self.card.embodiments[0]
@@ -117,6 +125,7 @@ class OnnxPolicy:
         if layers != card.cache.layers:
             problems.append(f"the graph has {layers} cache layers, the card says {card.cache.layers}")
         want_kv = [card.cache.heads, card.cache.head_dim]
+        shared = card.cache.layout == "shared"
         for i in range(card.cache.layers):
             for kind in ("key", "value"):
                 shape = inputs.get(f"past_key_values.{i}.{kind}")
@@ -127,6 +136,16 @@ class OnnxPolicy:
                         f"past_key_values.{i}.{kind} has heads x head_dim {shape[1]} x {shape[3]}, "
                         f"the card says {want_kv[0]} x {want_kv[1]}"
                     )
+                elif shared and shape[2] != card.cache.max_context:
+                    problems.append(
+                        f"past_key_values.{i}.{kind} has length {shape[2]}, but the card's 'shared' layout needs "
+                        f"a fixed buffer of max_context = {card.cache.max_context}"
+                    )
+                elif not shared and isinstance(shape[2], int):
+                    problems.append(
+                        f"past_key_values.{i}.{kind} is a fixed buffer of {shape[2]}, but the card's 'concat' "
+                        "layout needs a dynamic past length (is the card's cache.layout 'shared'?)"
+                    )
         logits = outputs.get("logits")
         if logits is None or logits[-1] != len(card.action_names):
             problems.append(f"logits {logits} do not cover the card's {len(card.action_names)} actions")
@@ -134,6 +153,7 @@ class OnnxPolicy:
             listing = "\n  - ".join(problems)
             raise PolicyLoadError(f"{path}: graph and model card disagree; re-export the model:\n  - {listing}")
         self._cache_names = [f"{i}.{k}" for i in range(card.cache.layers) for k in ("key", "value")]
+        self._logits = np.zeros((1, len(card.action_names)), dtype=np.float32)
 
     # -- episode -----------------------------------------------------------------------------------------
     def reset(self, goal: str) -> None:
@@ -141,9 +161,18 @@ class OnnxPolicy:
         c = self.card.cache
         self.goal = goal
         self._goal_tokens = self.tokenizer.encode(goal)[None]
-        self._cache = {n: np.zeros((1, c.heads, 0, c.head_dim), dtype=np.float32) for n in self._cache_names}
+        length = c.max_context if c.layout == "shared" else 0
+        self._cache = {n: np.zeros((1, c.heads, length, c.head_dim), dtype=np.float32) for n in self._cache_names}
+        self._filled = 0  # "shared": entries of the buffers in use (the rest is never attended to)
         self.step_index = 0
         self.prev_action = NO_PREVIOUS_ACTION
+
+    @property
+    def cache_length(self) -> int:
+        """Past steps the cache holds (what the next step attends to besides itself)."""
+        if self.card.cache.layout == "shared":
+            return self._filled
+        return self._cache[self._cache_names[0]].shape[2]
 
     def executed(self, action: int) -> None:
         """The action that was actually executed after the last `act` (open-loop replay of a recorded run
@@ -169,15 +198,43 @@ class OnnxPolicy:
         feed["prev_action"] = np.array([self.prev_action], dtype=np.int64)
         feed["holding"] = np.array([int(holding)], dtype=np.int64)
         feed["step"] = np.array([min(self.step_index, max_context - 1)], dtype=np.int64)
+        if self.card.cache.layout == "shared":
+            logits, context_full = self._run_in_place(feed)
+        else:
+            logits, context_full = self._run_concat(feed)
+        action = select_action(logits[0], self.mask, greedy=self.greedy, rng=self.rng)
+        self.prev_action = action  # replay overrides it with what was executed (`executed`)
+        self.step_index += 1
+        return StepResult(action, ACTIONS[action].name, logits[0], (time.perf_counter() - start) * 1000, context_full)
+
+    def _run_concat(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
         for name in self._cache_names:
             feed[f"past_key_values.{name}"] = self._cache[name]
         logits, *presents = self.session.run(None, feed)
+        max_context = self.card.cache.max_context
         context_full = presents[0].shape[2] >= max_context
         keep = max_context - 1  # room for the next step
         self._cache = {
             n: p[:, :, -keep:] if context_full else p for n, p in zip(self._cache_names, presents, strict=True)
         }
-        action = select_action(logits[0], self.mask, greedy=self.greedy, rng=self.rng)
-        self.prev_action = action  # replay overrides it with what was executed (`executed`)
-        self.step_index += 1
-        return StepResult(action, ACTIONS[action].name, logits[0], (time.perf_counter() - start) * 1000, context_full)
+        return logits, context_full
+
+    def _run_in_place(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
+        """The graph writes this step's keys and values into the bound buffers at row `step` (== filled)."""
+        binding = self.session.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, value)
+        for name in self._cache_names:
+            buffer = self._cache[name]
+            shape = list(buffer.shape)
+            binding.bind_input(f"past_key_values.{name}", "cpu", 0, np.float32, shape, buffer.ctypes.data)
+            binding.bind_output(f"present.{name}", "cpu", 0, np.float32, shape, buffer.ctypes.data)
+        binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        self._filled += 1
+        context_full = self._filled >= self.card.cache.max_context
+        if context_full:  # slide the window: drop the oldest step, as the concat layout does
+            for buffer in self._cache.values():
+                buffer[:, :, :-1] = buffer[:, :, 1:].copy()
+            self._filled -= 1
+        return self._logits.copy(), context_full
