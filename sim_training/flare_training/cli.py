@@ -46,6 +46,7 @@ def _build(cls, args: argparse.Namespace, prefix: str = ""):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from flare_core.model_card import CACHE_LAYOUTS, WEIGHT_TYPES
     from flare_training.bc import BCConfig
     from flare_training.perception import PerceptionConfig
     from flare_training.ppo import PPOConfig
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("checkpoint", help="checkpoint file or run directory")
     exp.add_argument("out", help="model directory to write, e.g. models/gridhouse_demo")
     exp.add_argument("--name", default=None, help="model name in the card (default: the directory name)")
+    exp.add_argument("--cache-layout", choices=CACHE_LAYOUTS, default="concat",
+                     help="concat: past in, past + 1 out (any provider); shared: one in-place buffer (CPU, no "
+                          "per-step copy of the past; see benchmarks/policy_latency.py)")  # fmt: skip
+    exp.add_argument("--weights", choices=WEIGHT_TYPES, default="float32",
+                     help="int8: dynamically quantized weights, ~4x fewer bytes per step")  # fmt: skip
     rep = sub.add_parser("report", help="results table (markdown) and learning-curve plot from run directories")
     rep.add_argument("runs", nargs="+", help="run directories (each with eval.json, and evals.json for PPO)")
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
@@ -99,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export":
         from flare_training.export import export_policy
 
-        print(f"exported {export_policy(args.checkpoint, args.out, args.name)}")
+        out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights)
+        print(f"exported {out} (cache layout {args.cache_layout}, {args.weights} weights)")
     else:
         from flare_training.report import write_report
 

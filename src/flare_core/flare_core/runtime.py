@@ -164,6 +164,8 @@ class OnnxPolicy:
         length = c.max_context if c.layout == "shared" else 0
         self._cache = {n: np.zeros((1, c.heads, length, c.head_dim), dtype=np.float32) for n in self._cache_names}
         self._filled = 0  # "shared": entries of the buffers in use (the rest is never attended to)
+        if c.layout == "shared":
+            self._binding = self._bind_buffers()
         self.step_index = 0
         self.prev_action = NO_PREVIOUS_ACTION
 
@@ -219,18 +221,21 @@ class OnnxPolicy:
         }
         return logits, context_full
 
-    def _run_in_place(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
-        """The graph writes this step's keys and values into the bound buffers at row `step` (== filled)."""
+    def _bind_buffers(self):
+        """Each cache buffer bound as both past input and present output (the same memory), and the logits."""
         binding = self.session.io_binding()
-        for name, value in feed.items():
-            binding.bind_cpu_input(name, value)
-        for name in self._cache_names:
-            buffer = self._cache[name]
+        for name, buffer in self._cache.items():
             shape = list(buffer.shape)
             binding.bind_input(f"past_key_values.{name}", "cpu", 0, np.float32, shape, buffer.ctypes.data)
             binding.bind_output(f"present.{name}", "cpu", 0, np.float32, shape, buffer.ctypes.data)
         binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
-        self.session.run_with_iobinding(binding)
+        return binding
+
+    def _run_in_place(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
+        """The graph writes this step's keys and values into the bound buffers at row `step` (== filled)."""
+        for name, value in feed.items():
+            self._binding.bind_cpu_input(name, value)
+        self.session.run_with_iobinding(self._binding)
         self._filled += 1
         context_full = self._filled >= self.card.cache.max_context
         if context_full:  # slide the window: drop the oldest step, as the concat layout does
