@@ -39,10 +39,12 @@ def results_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(
-    runs: list[dict], path: Path, families: tuple[str, ...] = ("objectnav", "pickup", "fetch", "roomvisit")
-) -> Path:
-    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True)
+def plot_curves(runs: list[dict], path: Path) -> Path:
+    """One panel per family the runs were evaluated on during training (their training families)."""
+    seen = {f for run in runs for e in run["curve"] for f in e["results"]}
+    families = [f for f in FAMILIES if f in seen]
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True, squeeze=False)
+    axes = axes[0]
     for ax, family in zip(axes, families, strict=True):
         for run in runs:
             points = [(e["env_steps"], e["results"][family]["success"]) for e in run["curve"] if family in e["results"]]
