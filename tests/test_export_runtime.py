@@ -75,7 +75,8 @@ def test_onnx_matches_torch_over_whole_episodes(exported, exported_in_place, lay
 def test_card_records_what_a_loader_checks(exported):
     _, model_dir = exported
     card = json.loads((model_dir / "model.json").read_text())
-    assert card["cache"] == {"layers": 2, "heads": 4, "head_dim": 8, "max_context": 128, "layout": "concat"}
+    cache = {"layers": 2, "heads": 4, "head_dim": 8, "max_context": 128, "layout": "concat", "dtype": "float32"}
+    assert card["cache"] == cache
     assert card["weights"] == "float32"
     assert [c["name"] for c in card["cameras"]] == ["nav", "manip"] and card["opset"] == 17
     assert len(card["action_names"]) == 20 and card["goal_tokenizer"]["vocab"][:2] == ["<pad>", "<unk>"]
@@ -116,18 +117,32 @@ def test_cache_layout_mismatches_are_refused(exported, exported_in_place, tmp_pa
     _edit_card(shared, lambda c: c["cache"].update(layout="concat"))
     with pytest.raises(PolicyLoadError, match="fixed buffer of 128, but the card's 'concat' layout"):
         OnnxPolicy(shared)
+    _edit_card(shared, lambda c: c["cache"].update(layout="shared", dtype="int8"))
+    with pytest.raises(PolicyLoadError, match="is tensor.float., the card's cache.dtype says int8"):
+        OnnxPolicy(shared)
+    _edit_card(shared, lambda c: c["cache"].update(layout="concat", dtype="int8"))
+    with pytest.raises(ModelCardError, match="an int8 cache needs the 'shared' layout"):
+        OnnxPolicy(shared)
     _edit_card(shared, lambda c: c["cache"].update(layout="ring"))
     with pytest.raises(ModelCardError, match="cache.layout: must be one of concat, shared, got 'ring'"):
         OnnxPolicy(shared)
 
 
-def test_int8_weights_decide_like_float32(exported, tmp_path):
-    """Dynamic int8 quantization (a latency option for big decoders) keeps the decisions: same greedy action
-    on nearly every step of expert-driven episodes, logits close."""
+@pytest.mark.parametrize(
+    "options", [{"weights": "int8"}, {"cache_layout": "shared", "cache_dtype": "int8"}], ids=["weights", "cache"]
+)
+def test_int8_decides_like_float32(exported, tmp_path, options):
+    """int8 weights (dynamic quantization) or an int8 in-place cache (scales calibrated on episodes), latency
+    options for big decoders, keep the decisions: the same greedy action on nearly every step of expert-driven
+    episodes, logits close."""
     ckpt, model_dir = exported
-    int8_dir = export_policy(ckpt, tmp_path / "int8", weights="int8")
-    assert json.loads((int8_dir / "model.json").read_text())["weights"] == "int8"
-    assert (int8_dir / "policy.onnx").stat().st_size < (model_dir / "policy.onnx").stat().st_size / 2
+    int8_dir = export_policy(ckpt, tmp_path / "int8", **options)
+    card = json.loads((int8_dir / "model.json").read_text())
+    if "weights" in options:
+        assert card["weights"] == "int8"
+        assert (int8_dir / "policy.onnx").stat().st_size < (model_dir / "policy.onnx").stat().st_size / 2
+    else:
+        assert card["cache"]["dtype"] == "int8"
     full, int8 = OnnxPolicy(model_dir), OnnxPolicy(int8_dir)
     env = GridhouseEnv(families=tuple(FAMILIES), split="eval", expert=True)
     same, steps, worst = 0, 0, 0.0

@@ -46,7 +46,7 @@ def _build(cls, args: argparse.Namespace, prefix: str = ""):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from flare_core.model_card import CACHE_LAYOUTS, WEIGHT_TYPES
+    from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES
     from flare_training.bc import BCConfig
     from flare_training.perception import PerceptionConfig
     from flare_training.ppo import PPOConfig
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("--cache-layout", choices=CACHE_LAYOUTS, default="concat",
                      help="concat: past in, past + 1 out (any provider); shared: one in-place buffer (CPU, no "
                           "per-step copy of the past; see benchmarks/policy_latency.py)")  # fmt: skip
+    exp.add_argument("--cache-dtype", choices=CACHE_DTYPES, default="float32",
+                     help="int8 (with --cache-layout shared): keys/values in int8, scales calibrated on "
+                          "expert episodes")  # fmt: skip
     exp.add_argument("--weights", choices=WEIGHT_TYPES, default="float32",
                      help="int8: dynamically quantized weights, ~4x fewer bytes per step")  # fmt: skip
     rep = sub.add_parser("report", help="results table (markdown) and learning-curve plot from run directories")
@@ -105,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export":
         from flare_training.export import export_policy
 
-        out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights)
-        print(f"exported {out} (cache layout {args.cache_layout}, {args.weights} weights)")
+        out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights, args.cache_dtype)
+        print(f"exported {out} (cache {args.cache_layout}, {args.cache_dtype}; {args.weights} weights)")
     else:
         from flare_training.report import write_report
 

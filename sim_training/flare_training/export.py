@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flare_core.actions import ACTION_NAMES
-from flare_core.model_card import CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
+from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
 from flare_training.checkpoint import load_checkpoint
 from flare_training.model import ActorCritic
 
@@ -54,57 +54,97 @@ class _InPlaceAttention(torch.autograd.Function):
 
     Exported as ONNX Runtime's GroupQueryAttention (com.microsoft), which reads and writes the buffer in place
     when present and past are bound to the same memory; the torch forward computes the same thing for tracing.
+    With `scales` (key scale, value scale) the buffers are int8, quantized per tensor with those scales.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, past_k, past_v, filled, heads: int):  # q, k, v [B, 1, heads * d]; filled [B] int32
+    def forward(ctx, q, k, v, past_k, past_v, filled, heads: int, scales):  # q, k, v [B, 1, heads * d]
         batch, size, d = q.shape[0], past_k.shape[2], past_k.shape[3]
         rows, slot = torch.arange(batch), filled.long()
         present_k, present_v = past_k.clone(), past_v.clone()
-        present_k[rows, :, slot] = k.reshape(batch, heads, d)
-        present_v[rows, :, slot] = v.reshape(batch, heads, d)
+        if scales is None:
+            present_k[rows, :, slot] = k.reshape(batch, heads, d)
+            present_v[rows, :, slot] = v.reshape(batch, heads, d)
+            keys, values = present_k, present_v
+        else:
+            for buffer, new, scale in ((present_k, k, scales[0]), (present_v, v, scales[1])):
+                buffer[rows, :, slot] = (new.reshape(batch, heads, d) / scale).round().clamp(-127, 127).to(torch.int8)
+            keys, values = present_k.float() * scales[0], present_v.float() * scales[1]
         mask = (torch.arange(size)[None] <= slot[:, None])[:, None, None]  # [B, 1, 1, size]
-        y = F.scaled_dot_product_attention(q.reshape(batch, 1, heads, d).transpose(1, 2), present_k, present_v, mask)
+        y = F.scaled_dot_product_attention(q.reshape(batch, 1, heads, d).transpose(1, 2), keys, values, mask)
         return y.transpose(1, 2).reshape(batch, 1, heads * d), present_k, present_v
 
     @staticmethod
-    def symbolic(g, q, k, v, past_k, past_v, filled, heads: int):
+    def symbolic(g, q, k, v, past_k, past_v, filled, heads: int, scales):
         one = g.op("Constant", value_t=torch.tensor(1, dtype=torch.int32))
         total = g.op("Add", g.op("ReduceMax", filled, keepdims_i=0), one)
-        outputs = g.op("com.microsoft::GroupQueryAttention", q, k, v, past_k, past_v, filled, total,
-                       num_heads_i=heads, kv_num_heads_i=heads, outputs=3)  # fmt: skip
+        inputs, quantized = [q, k, v, past_k, past_v, filled, total], {}
+        if scales is not None:
+            absent = g.op("prim::Constant")  # cos/sin caches, position ids, attention bias, head sink: not used
+            absent.setType(torch._C.OptionalType.ofTensor())
+            scale = [g.op("Constant", value_t=torch.tensor([s], dtype=torch.float32)) for s in scales]
+            inputs += [absent] * 5 + scale
+            quantized = {"kv_cache_bit_width_i": 8, "k_quant_type_s": "PER_TENSOR", "v_quant_type_s": "PER_TENSOR"}
+        outputs = g.op("com.microsoft::GroupQueryAttention", *inputs, num_heads_i=heads, kv_num_heads_i=heads,
+                       outputs=3, **quantized)  # fmt: skip
         for value, like in zip(outputs, (q, past_k, past_v), strict=True):
             value.setType(like.type())  # the exporter cannot infer a contrib op's shapes
         return outputs
 
 
-def decode_in_place(decoder, head: nn.Module, x: torch.Tensor, past, filled: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """decode_with_past for the "shared" layout: past [B, heads, max_context, head_dim] buffers, `filled` [B]."""
+def decode_in_place(
+    decoder, head: nn.Module, x: torch.Tensor, past, filled: torch.Tensor, scales: list | None = None
+) -> tuple[torch.Tensor, ...]:
+    """decode_with_past for the "shared" layout: past [B, heads, max_context, head_dim] buffers, `filled` [B];
+    `scales`, one (key, value) pair per layer, for int8 buffers."""
     presents = []
     for i, block in enumerate(decoder.blocks):
         attn = block.attn
         q, k, v = attn.qkv(block.attn_norm(x)).chunk(3, dim=-1)  # head-major, as Attention.project splits them
-        y, key, value = _InPlaceAttention.apply(q, k, v, past[2 * i], past[2 * i + 1], filled, attn.heads)
+        layer_scales = None if scales is None else tuple(scales[i])
+        y, key, value = _InPlaceAttention.apply(q, k, v, past[2 * i], past[2 * i + 1], filled, attn.heads, layer_scales)
         presents += [key, value]
         x = x + attn.out(y)
         x = x + block.mlp(block.mlp_norm(x))
     return (head(decoder.norm(x))[:, 0], *presents)
 
 
-def _decode(decoder, head: nn.Module, x: torch.Tensor, past, layout: str, step: torch.Tensor):
-    if layout == "shared":
-        return decode_in_place(decoder, head, x, past, step.to(torch.int32))
-    return decode_with_past(decoder, head, x, past)
+def cache_scales(model: ActorCritic, adapter, episodes: int = 20, seed: int = 0) -> list[tuple[float, float]]:
+    """Per layer, the (key, value) int8 scales that cover every key and value the policy computes over
+    expert-driven episodes on training houses (max |x| / 127): calibration for an int8 cache."""
+    from flare_sim import TRAIN_FAMILIES, GridhouseEnv
+
+    env = GridhouseEnv(families=TRAIN_FAMILIES, split="train", expert=True)
+    peaks = torch.zeros(model.config.layers, 2)
+    model.eval()
+    for episode in range(episodes):
+        obs, info = env.reset(seed=seed + episode)
+        cache, _ = model.new_caches(1)
+        done = False
+        while not done and int(cache.length[0]) < model.config.max_context:
+            batch = {key: [value] for key, value in obs.items()}
+            with torch.no_grad():
+                inputs = adapter.step_inputs(batch)
+                inputs["visual"] = model.visual(adapter.frames(batch))
+                model.actor.step(inputs, cache)
+            obs, _, terminated, truncated, info = env.step(info["expert_action"])
+            done = terminated or truncated
+        n = int(cache.length[0])
+        for layer in range(model.config.layers):
+            peaks[layer, 0] = max(peaks[layer, 0], cache.keys[layer][:, :, :n].abs().max())
+            peaks[layer, 1] = max(peaks[layer, 1], cache.values[layer][:, :, :n].abs().max())
+    return [(float(k) / 127, float(v) / 127) for k, v in peaks.clamp(min=1e-6)]
 
 
 class OnnxStep(nn.Module):
     """The actor for one step, attending over an explicit past instead of the training-time KVCache."""
 
-    def __init__(self, model: ActorCritic, cache_layout: str = "concat") -> None:
+    def __init__(self, model: ActorCritic, cache_layout: str = "concat", cache_scales: list | None = None) -> None:
         super().__init__()
         self.model = model
         self.cameras = model.visual.cameras
         self.cache_layout = _check_layout(cache_layout)
+        self.cache_scales = cache_scales
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.cameras)
@@ -112,23 +152,28 @@ class OnnxStep(nn.Module):
         visual = self.model.visual(dict(zip(self.cameras, images, strict=True)))
         decoder = self.model.actor.decoder
         x = decoder.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
-        return _decode(decoder, self.model.actor.heads["logits"], x, past, self.cache_layout, step)
+        head = self.model.actor.heads["logits"]
+        if self.cache_layout == "shared":
+            return decode_in_place(decoder, head, x, past, step.to(torch.int32), self.cache_scales)
+        return decode_with_past(decoder, head, x, past)
 
 
 class OnnxDecoderStep(nn.Module):
     """The decoder alone (fused token and, for the shared layout, the filled count in; logits out), for
     latency measurements without perception."""
 
-    def __init__(self, model: ActorCritic, cache_layout: str = "concat") -> None:
+    def __init__(self, model: ActorCritic, cache_layout: str = "concat", cache_scales: list | None = None) -> None:
         super().__init__()
         self.model = model
         self.cache_layout = _check_layout(cache_layout)
+        self.cache_scales = cache_scales
 
     def forward(self, x: torch.Tensor, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x [B, 1, d_model], then (shared layout only) step [B], then the past."""
         actor = self.model.actor
         if self.cache_layout == "shared":
-            return decode_in_place(actor.decoder, actor.heads["logits"], x, args[1:], args[0].to(torch.int32))
+            step, past = args[0].to(torch.int32), args[1:]
+            return decode_in_place(actor.decoder, actor.heads["logits"], x, past, step, self.cache_scales)
         return decode_with_past(actor.decoder, actor.heads["logits"], x, args)
 
 
@@ -178,7 +223,7 @@ def io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str
 
 
 def example_inputs(
-    model: ActorCritic, past_len: int = 0, batch: int = 1, cache_layout: str = "concat"
+    model: ActorCritic, past_len: int = 0, batch: int = 1, cache_layout: str = "concat", cache_dtype: str = "float32"
 ) -> tuple[torch.Tensor, ...]:
     """Zeros shaped like the graph's inputs; the "shared" layout's cache is always max_context long."""
     config = model.config
@@ -187,7 +232,8 @@ def example_inputs(
     images = [torch.zeros(batch, 3, h, w) for h, w in model.camera_shapes.values()]
     goal = torch.zeros(batch, config.max_goal_tokens, dtype=torch.long)
     scalars = [torch.zeros(batch, dtype=torch.long) for _ in range(3)]
-    past = [torch.zeros(batch, config.heads, past_len, config.head_dim) for _ in range(2 * config.layers)]
+    shape, dtype = (batch, config.heads, past_len, config.head_dim), getattr(torch, cache_dtype)
+    past = [torch.zeros(shape, dtype=dtype) for _ in range(2 * config.layers)]
     return (*images, goal, *scalars, *past)
 
 
@@ -197,23 +243,28 @@ def export_policy(
     name: str | None = None,
     cache_layout: str = "concat",
     weights: str = "float32",
+    cache_dtype: str = "float32",
 ) -> Path:
     """Write out_dir/policy.onnx and out_dir/model.json; returns out_dir.
 
-    cache_layout "shared" writes the cache in place (see CacheSpec); weights "int8" quantizes them after export.
+    cache_layout "shared" writes the cache in place (see CacheSpec); weights "int8" quantizes them after export;
+    cache_dtype "int8" (shared layout only) keeps keys and values in int8 with scales calibrated on episodes.
     """
     _check_layout(cache_layout)
     if weights not in WEIGHT_TYPES:
         raise ValueError(f"unknown weight type {weights!r}; use one of {', '.join(WEIGHT_TYPES)}")
+    if cache_dtype not in CACHE_DTYPES or (cache_dtype != "float32" and cache_layout != "shared"):
+        raise ValueError(f"cache dtype {cache_dtype!r}: use one of {', '.join(CACHE_DTYPES)}; int8 needs layout shared")
     model, adapter, payload = load_checkpoint(checkpoint)
     if model.config.goal_encoder != "words":
         raise ValueError("only the word goal encoder exports to ONNX (the T5 option encodes text outside the graph)")
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    step = OnnxStep(model, cache_layout).eval()
+    scales = cache_scales(model, adapter) if cache_dtype == "int8" else None
+    step = OnnxStep(model, cache_layout, scales).eval()
     inputs, outputs = io_names(step.cameras, model.config.layers)
-    example = example_inputs(model, past_len=1, cache_layout=cache_layout)
+    example = example_inputs(model, past_len=1, cache_layout=cache_layout, cache_dtype=cache_dtype)
     export_graph(step, example, out / POLICY_FILE, inputs, outputs, cache_layout)
     if weights == "int8":
         quantize_weights(out / POLICY_FILE)
@@ -224,7 +275,7 @@ def export_policy(
         embodiments=("gridhouse",),
         cameras=adapter.cameras,
         goal_tokenizer=adapter.tokenizer.spec(),
-        cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout),
+        cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout, cache_dtype),
         opset=OPSET,
         provenance=_provenance(Path(checkpoint), payload),
         weights=weights,

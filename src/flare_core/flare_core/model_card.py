@@ -54,9 +54,11 @@ class CacheSpec:
     head_dim: int
     max_context: int
     layout: str = "concat"
+    dtype: str = "float32"  # "int8": the shared buffers hold keys/values quantized with scales inside the graph
 
 
 CACHE_LAYOUTS = ("concat", "shared")
+CACHE_DTYPES = ("float32", "int8")
 WEIGHT_TYPES = ("float32", "int8")  # int8: weights quantized after export (ONNX Runtime dynamic quantization)
 
 
@@ -190,7 +192,10 @@ class _Validator:
         cache = CacheSpec(
             *(self.positive_int(c, k, f"cache.{k}") for k in ("layers", "heads", "head_dim", "max_context")),
             layout=self.choice(c, "layout", "cache.layout", CACHE_LAYOUTS),
+            dtype=self.choice(c, "dtype", "cache.dtype", CACHE_DTYPES),
         )
+        if cache.dtype != "float32" and cache.layout != "shared":
+            self.bad("cache.dtype", f"an {cache.dtype} cache needs the 'shared' layout, not {cache.layout!r}")
         opset = self.positive_int(data, "opset", "opset")
         provenance = self.provenance(self.section(data, "provenance"))
         weights = self.choice(data, "weights", "weights", WEIGHT_TYPES)

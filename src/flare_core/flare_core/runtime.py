@@ -126,6 +126,8 @@ class OnnxPolicy:
             problems.append(f"the graph has {layers} cache layers, the card says {card.cache.layers}")
         want_kv = [card.cache.heads, card.cache.head_dim]
         shared = card.cache.layout == "shared"
+        cache_type = {"float32": "tensor(float)", "int8": "tensor(int8)"}[card.cache.dtype]
+        types = {i.name: i.type for i in self.session.get_inputs()}
         for i in range(card.cache.layers):
             for kind in ("key", "value"):
                 shape = inputs.get(f"past_key_values.{i}.{kind}")
@@ -135,6 +137,11 @@ class OnnxPolicy:
                     problems.append(
                         f"past_key_values.{i}.{kind} has heads x head_dim {shape[1]} x {shape[3]}, "
                         f"the card says {want_kv[0]} x {want_kv[1]}"
+                    )
+                elif types[f"past_key_values.{i}.{kind}"] != cache_type:
+                    problems.append(
+                        f"past_key_values.{i}.{kind} is {types[f'past_key_values.{i}.{kind}']}, "
+                        f"the card's cache.dtype says {card.cache.dtype}"
                     )
                 elif shared and shape[2] != card.cache.max_context:
                     problems.append(
@@ -162,7 +169,8 @@ class OnnxPolicy:
         self.goal = goal
         self._goal_tokens = self.tokenizer.encode(goal)[None]
         length = c.max_context if c.layout == "shared" else 0
-        self._cache = {n: np.zeros((1, c.heads, length, c.head_dim), dtype=np.float32) for n in self._cache_names}
+        dtype = np.dtype(c.dtype)
+        self._cache = {n: np.zeros((1, c.heads, length, c.head_dim), dtype=dtype) for n in self._cache_names}
         self._filled = 0  # "shared": entries of the buffers in use (the rest is never attended to)
         if c.layout == "shared":
             self._binding = self._bind_buffers()
@@ -225,9 +233,9 @@ class OnnxPolicy:
         """Each cache buffer bound as both past input and present output (the same memory), and the logits."""
         binding = self.session.io_binding()
         for name, buffer in self._cache.items():
-            shape = list(buffer.shape)
-            binding.bind_input(f"past_key_values.{name}", "cpu", 0, np.float32, shape, buffer.ctypes.data)
-            binding.bind_output(f"present.{name}", "cpu", 0, np.float32, shape, buffer.ctypes.data)
+            shape, dtype = list(buffer.shape), buffer.dtype.type
+            binding.bind_input(f"past_key_values.{name}", "cpu", 0, dtype, shape, buffer.ctypes.data)
+            binding.bind_output(f"present.{name}", "cpu", 0, dtype, shape, buffer.ctypes.data)
         binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
         return binding
 
