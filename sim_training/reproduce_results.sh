@@ -27,4 +27,4 @@ for run in "${RUNS[@]}"; do
   [ -f "runs/eval500/$run.json" ] || $PY -m flare_training eval "runs/$run" --episodes 500 \
     --families objectnav pickup objectnav_relative pickup_attribute --out "runs/eval500/$run.json"
 done
-$PY -m flare_training report "${RUNS[@]/#/runs/}" --out docs/results/pipeline
+$PY -m flare_training report "${RUNS[@]/#/runs/}" --out docs/results/pipeline --evals runs/eval500

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     rep = sub.add_parser("report", help="results table (markdown) and learning-curve plot from run directories")
     rep.add_argument("runs", nargs="+", help="run directories (each with eval.json, and evals.json for PPO)")
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
+    rep.add_argument("--evals", default=None, help="directory of `eval --out` files named <run>.json: a second table")
     args = parser.parse_args(argv)
 
     if args.command == "perception":
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from flare_training.report import write_report
 
-        write_report([Path(r) for r in args.runs], Path(args.out))
+        write_report([Path(r) for r in args.runs], Path(args.out), Path(args.evals) if args.evals else None)
         print(json.dumps({"written": str(args.out)}))
 
 

@@ -64,10 +64,20 @@ def plot_curves(runs: list[dict], path: Path) -> Path:
     return path
 
 
-def write_report(run_dirs: list[Path], out: Path) -> None:
+def write_report(run_dirs: list[Path], out: Path, evals: Path | None = None) -> None:
+    """table.md (each run's final evaluation) and learning_curves.png; with `evals`, a directory of
+    `flare_training eval --out` files named <run>.json, also table_evals.md from those (larger evaluations)."""
     runs = [_load(r) for r in run_dirs]
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(results_table(runs) + "\n")
     if any(r["curve"] for r in runs):
         plot_curves([r for r in runs if r["curve"]], out / "learning_curves.png")
     print(results_table(runs))
+    if evals is not None:
+        extra = [
+            {**run, "final": json.loads((evals / f"{run['name']}.json").read_text())}
+            for run in runs
+            if (evals / f"{run['name']}.json").exists()
+        ]
+        (out / "table_evals.md").write_text(results_table(extra) + "\n")
+        print(results_table(extra))
