@@ -14,11 +14,11 @@ import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from flare_bag.bagio import BagError
+from flare_bag.bagio import BagError, FlareBag
 from flare_bag.replay import replay
 from flare_bringup.graph import Graph, NodeSpec
 from flare_bringup.runner import EpisodeRunner
-from flare_core import ACTIONS
+from flare_core import ACTIONS, protocol
 from flare_sim import GridhouseEnv
 from flare_training.checkpoint import save_checkpoint
 from flare_training.export import export_policy
@@ -217,3 +217,40 @@ def test_bad_frames_fail_only_their_episode_and_say_which_and_why(tmp_path):
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 1 and "episode 1" in result.stdout + result.stderr
     assert "not replayed" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_late_completions_and_status_reach_the_episode_they_belong_to(tmp_path):
+    """Topics have no order between them: a recorder may log an episode's last completion and its "finished"
+    status after the next episode's goal. Each lands on its own episode (by command id, by goal)."""
+    writer = Writer(tmp_path / "late", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    conn = {role: writer.add_connection(f"/flare/{topic}", "std_msgs/msg/String", typestore=TYPES)
+            for role, topic in (("goal", "goal"), ("action", "action"), ("done", "action_done"),
+                                ("status", "policy/status"))}  # fmt: skip
+    cams = {n: writer.add_connection(f"/flare/camera/{n}/image", "sensor_msgs/msg/Image", typestore=TYPES)
+            for n in ("nav", "manip")}  # fmt: skip
+    frame = {"nav": np.zeros((56, 56, 3), np.uint8), "manip": np.zeros((24, 24, 3), np.uint8)}
+    goals = ("go to the red ball", "go to the blue key")
+    t = 10**9
+
+    def write(role, text):
+        nonlocal t
+        t += 1_000_000
+        writer.write(conn[role], t, _string(text))
+
+    for n in frame:
+        writer.write(cams[n], t, _image(frame[n], t))
+    write("goal", goals[0])
+    write("action", protocol.ActionCommand("end", id=1, episode=1, frames={"nav": 10**9, "manip": 10**9}).to_json())
+    write("goal", goals[1])  # the next episode starts before the first one's completion and status are logged
+    write("done", protocol.ActionDone(1, "end", "done", episode_over=True, success=True).to_json())
+    write("status", protocol.PolicyStatus("finished", 1, 1, goals[0], reason="policy ended").to_json())
+    write("action", protocol.ActionCommand("end", id=2, episode=2, frames={"nav": 10**9, "manip": 10**9}).to_json())
+    write("done", protocol.ActionDone(2, "end", "done", episode_over=True, success=False).to_json())
+    write("status", protocol.PolicyStatus("finished", 2, 1, goals[1], reason="policy ended").to_json())
+    writer.close()
+    bag = FlareBag(tmp_path / "late", {"nav": "/flare/camera/nav/image", "manip": "/flare/camera/manip/image"})
+    first, second = list(bag.episodes())
+    assert (first.goal, second.goal) == goals
+    assert first.decisions[0].done.id == 1 and first.outcome == {"success": True, "reason": "policy ended"}
+    assert second.decisions[0].done.id == 2 and second.outcome == {"success": False, "reason": "policy ended"}

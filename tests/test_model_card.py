@@ -44,8 +44,11 @@ def test_good_card_round_trips(tmp_path):
     assert card.cache.heads == 4 and card.cameras[1].preprocessing.height == 48
     card.save(tmp_path)
     assert load_model_card(tmp_path) == card
+    # Fields added after a card was written (cache layout and dtype, weight type) read as their defaults.
     assert json.loads((tmp_path / "model.json").read_text()) == GOOD | {
-        "provenance": GOOD["provenance"] | {"command": ""}
+        "provenance": GOOD["provenance"] | {"command": ""},
+        "cache": GOOD["cache"] | {"layout": "concat", "dtype": "float32"},
+        "weights": "float32",
     }
 
 

@@ -19,6 +19,7 @@ from flare_core.images import RawImage, header_stamp_ns
 GOAL, ACTION, DONE, STATUS = protocol.GOAL, protocol.ACTION, protocol.ACTION_DONE, protocol.POLICY_STATUS
 STRING, IMAGE = "std_msgs/msg/String", "sensor_msgs/msg/Image"
 _RECENT_FRAMES = 64  # per camera: enough to find the frame a decision used, bounded for long runs
+_CLOSING_NS = 2_000_000_000  # bag time an episode keeps taking late messages after the next goal
 
 
 class BagError(ValueError):
@@ -105,39 +106,48 @@ class FlareBag:
         self.reader.close()
 
     def episodes(self) -> Iterator[Episode]:
-        """Episodes in bag order; an action before any goal (recording started mid-episode) is skipped."""
+        """Episodes in bag order; an action before any goal (recording started mid-episode) is skipped.
+
+        Topics have no order between them, so an episode's last completion or its "finished" status can be
+        logged after the next episode's goal: an episode stays open for `_CLOSING_NS` of bag time after the
+        next goal, and late messages go to the episode they belong to (by command id, by goal).
+        """
         role_of = {topic: role for role, topic in self.topics.items()}
         wanted = [c for c in self.reader.connections if c.topic in role_of]
         recent: dict[str, deque] = {name: deque(maxlen=_RECENT_FRAMES) for name in self.cameras}
         camera_of = {topic: name for name, topic in self.cameras.items()}
-        episode: Episode | None = None
-        by_id: dict[int, Decision] = {}
-        waiting: list[Decision] = []  # decisions whose frames were not logged yet
+        current: _Open | None = None
+        closing: _Open | None = None  # the previous episode, still taking late messages
         count = 0
         for connection, log_ns, raw in self.reader.messages(connections=wanted):
+            if closing is not None and log_ns > closing.deadline_ns:
+                yield closing.finish()
+                closing = None
             role = role_of[connection.topic]
             try:
                 msg = self.typestore.deserialize_cdr(raw, connection.msgtype)
             except Exception as err:  # rosbags raises several types for corrupt CDR
-                if episode is not None and not episode.problem:
-                    episode.problem = f"{connection.topic} message at {log_ns} ns cannot be decoded ({err})"
+                if current is not None and not current.episode.problem:
+                    current.episode.problem = f"{connection.topic} message at {log_ns} ns cannot be decoded ({err})"
                 continue
+            open_ = [o for o in (closing, current) if o is not None]  # oldest first
             if role.startswith("camera"):
                 stamp, image = header_stamp_ns(msg), RawImage.from_msg(msg)
                 camera = camera_of[connection.topic]
                 recent[camera].append((stamp, log_ns, image))
                 # A recorder may log a command before the frame it was decided on (separate topics, no order).
-                for decision in waiting:
-                    if decision.frames.get(camera) is None and decision.command.frames.get(camera) == stamp:
-                        decision.frames[camera] = (stamp, image)
-                waiting = [d for d in waiting if any(f is None for f in d.frames.values())]
+                for o in open_:
+                    o.frame_arrived(camera, stamp, image)
             elif role == "goal":
-                if episode is not None:
-                    yield _finished(episode, waiting)
-                waiting = []
+                if closing is not None:
+                    yield closing.finish()
+                closing = current
+                if closing is not None:
+                    closing.deadline_ns = log_ns + _CLOSING_NS
                 count += 1
-                episode, by_id = Episode(count, msg.data.strip(), log_ns), {}
-            elif role == "action" and episode is not None:
+                current = _Open(Episode(count, msg.data.strip(), log_ns))
+            elif role == "action" and current is not None:
+                episode = current.episode
                 try:
                     command = protocol.ActionCommand.parse(msg.data)
                 except protocol.ProtocolError as err:
@@ -145,37 +155,73 @@ class FlareBag:
                     continue
                 since = episode.decisions[-1].log_ns if episode.decisions else episode.start_ns
                 frames = {name: _pick(recent[name], command.frames.get(name), since, log_ns) for name in self.cameras}
-                decision = Decision(len(episode.decisions), command.action, log_ns, frames, command)
-                episode.decisions.append(decision)
-                if any(f is None for f in frames.values()):
-                    waiting.append(decision)
-                if command.id:
-                    by_id[command.id] = decision
-            elif role == "completion" and episode is not None:
+                current.add(Decision(len(episode.decisions), command.action, log_ns, frames, command))
+            elif role == "completion" and open_:
                 try:
                     done = protocol.ActionDone.parse(msg.data)
                 except protocol.ProtocolError:
                     continue
-                if done.id in by_id:
-                    by_id[done.id].done = done
-                if done.success is not None:
-                    episode.outcome["success"] = done.success
-            elif role == "status" and episode is not None:
+                owner = next((o for o in open_ if done.id in o.by_id), None)
+                if owner is not None:
+                    owner.by_id[done.id].done = done
+                if done.success is not None:  # a hand-sent command (id 0) counts for the current episode
+                    (owner or open_[-1]).episode.outcome["success"] = done.success
+            elif role == "status" and open_:
                 try:
                     status = protocol.PolicyStatus.parse(msg.data)
                 except (protocol.ProtocolError, TypeError):
                     continue
-                if status.state == "acting" and episode.decisions:
-                    last = episode.decisions[-1]
-                    if last.command.step == status.step and last.action == status.last_action:
-                        last.recorded_inference_ms = status.latency_ms
-                        last.recorded_decision_ms = status.extra.get("decision_ms")
-                elif status.state in ("finished", "estopped") and status.goal == episode.goal:
-                    episode.outcome.setdefault("reason", status.reason)
-                    if "success" in status.extra:
-                        episode.outcome["success"] = status.extra["success"]
-        if episode is not None:
-            yield _finished(episode, waiting)
+                for o in open_:
+                    if o.take_status(status):
+                        break
+        for o in (closing, current):
+            if o is not None:
+                yield o.finish()
+
+
+class _Open:
+    """An episode being rebuilt: its decisions by command id, and those still waiting for a frame."""
+
+    def __init__(self, episode: Episode) -> None:
+        self.episode = episode
+        self.by_id: dict[int, Decision] = {}
+        self.waiting: list[Decision] = []
+        self.deadline_ns = 0
+
+    def add(self, decision: Decision) -> None:
+        self.episode.decisions.append(decision)
+        if any(f is None for f in decision.frames.values()):
+            self.waiting.append(decision)
+        if decision.command.id:
+            self.by_id[decision.command.id] = decision
+
+    def frame_arrived(self, camera: str, stamp: int, image: RawImage) -> None:
+        for decision in self.waiting:
+            if decision.frames.get(camera) is None and decision.command.frames.get(camera) == stamp:
+                decision.frames[camera] = (stamp, image)
+        self.waiting = [d for d in self.waiting if any(f is None for f in d.frames.values())]
+
+    def take_status(self, status: protocol.PolicyStatus) -> bool:
+        """Use a policy status if it is about this episode; say whether it was."""
+        episode = self.episode
+        if status.goal != episode.goal:
+            return False
+        if status.state == "acting" and episode.decisions:
+            last = episode.decisions[-1]
+            if last.command.step == status.step and last.action == status.last_action:
+                last.recorded_inference_ms = status.latency_ms
+                last.recorded_decision_ms = status.extra.get("decision_ms")
+                return True
+            return False
+        if status.state in ("finished", "estopped") and "reason" not in episode.outcome:
+            episode.outcome["reason"] = status.reason
+            if "success" in status.extra:
+                episode.outcome["success"] = status.extra["success"]
+            return True
+        return False
+
+    def finish(self) -> Episode:
+        return _finished(self.episode, self.waiting)
 
 
 def _finished(episode: Episode, waiting: list[Decision]) -> Episode:

@@ -4,7 +4,8 @@
 
 Messages are stored exactly as they arrived (raw CDR, no re-serialisation), stamped with their receipt time,
 so the bag is what `ros2 bag record` would have written. On a robot with the ROS 2 CLI the equivalent is
-`flare_bag.topics.ros2_bag_record_command()`; both kinds of bag replay. The bag is closed on Ctrl-C/SIGINT.
+`flare_bag.topics.ros2_bag_record_command()`; both kinds of bag replay. On Ctrl-C/SIGINT the recorder keeps
+taking the messages already on their way for half a second, then closes the bag.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Recorder(Node):
 
 
 def main() -> None:
-    run_node(Recorder)
+    run_node(Recorder, drain_s=0.5)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -70,15 +72,31 @@ def declare_parameters(node: Node, defaults: dict) -> dict:
     return {name: node.declare_parameter(name, default).value for name, default in defaults.items()}
 
 
-def run_node(make: Callable[[], Node]) -> None:
-    """Init, spin until Ctrl-C or shutdown, clean up; a node that cannot start says why and exits 1."""
-    rclpy.init(args=sys.argv)
+def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
+    """Init, spin until Ctrl-C or shutdown, clean up; a node that cannot start says why and exits 1.
+
+    With `drain_s`, Ctrl-C/SIGINT does not tear ROS down at once: the node keeps taking the messages that had
+    already reached it for that long before closing (a recorder stopped right after a run would otherwise
+    lose the run's last messages). rclpy's own SIGINT handler would invalidate the context first, so it is
+    not installed and the node spins in short slices that let Python raise KeyboardInterrupt.
+    """
+    if drain_s > 0:
+        rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    else:
+        rclpy.init(args=sys.argv)
     node = None
     try:
         node = make()
-        rclpy.spin(node)
+        if drain_s > 0:
+            while rclpy.ok():
+                rclpy.spin_once(node, timeout_sec=0.1)
+        else:
+            rclpy.spin(node)
     except KeyboardInterrupt:
-        pass
+        if node is not None and drain_s > 0:
+            end = time.monotonic() + drain_s
+            while time.monotonic() < end and rclpy.ok():
+                rclpy.spin_once(node, timeout_sec=0.05)
     except StartupError as err:
         print(f"[FATAL] {err}", file=sys.stderr, flush=True)
         sys.exit(1)
