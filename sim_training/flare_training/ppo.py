@@ -89,8 +89,9 @@ class EpisodeHistory:
         self.steps: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(num_envs)]
 
     def add(self, inputs: dict[str, torch.Tensor], done: np.ndarray) -> None:
+        rows = {k: inputs[k].unbind(0) for k in _STEP_KEYS}  # one call per key, not one index per env and key
         for i, steps in enumerate(self.steps):
-            steps.append({k: inputs[k][i] for k in _STEP_KEYS})
+            steps.append({k: rows[k][i] for k in _STEP_KEYS})
             if done[i]:
                 steps.clear()
 
