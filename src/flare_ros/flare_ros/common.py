@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -85,18 +86,20 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
     else:
         rclpy.init(args=sys.argv)
     node = None
+    executor = SingleThreadedExecutor()  # one executor holding the node (rclpy.spin_once re-adds it every call)
     try:
         node = make()
+        executor.add_node(node)
         if drain_s > 0:
             while rclpy.ok():
-                rclpy.spin_once(node, timeout_sec=0.1)
+                executor.spin_once(timeout_sec=0.1)
         else:
-            rclpy.spin(node)
+            executor.spin()
     except KeyboardInterrupt:
         if node is not None and drain_s > 0:
             end = time.monotonic() + drain_s
             while time.monotonic() < end and rclpy.ok():
-                rclpy.spin_once(node, timeout_sec=0.05)
+                executor.spin_once(timeout_sec=0.05)
     except StartupError as err:
         print(f"[FATAL] {err}", file=sys.stderr, flush=True)
         sys.exit(1)
