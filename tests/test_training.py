@@ -164,9 +164,10 @@ def test_ppo_rollout_cache_matches_update_sequences(tmp_path, tiny_checkpoint):
     train_ppo(_tiny_ppo(tmp_path / "run", tiny_checkpoint, updates=4))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
-    # Critic warm-up: value-only, so the actor does not move (KL exactly 0); afterwards it does.
-    assert rows[0]["critic_warmup"] and rows[0]["approx_kl"] == 0.0
-    assert not rows[1]["critic_warmup"] and all(r["approx_kl"] > 0 for r in rows[1:])
+    # Critic warm-up: value-only, so the actor does not move (KL at float rounding: a minibatch is a narrower
+    # padded batch than the one old log-probs came from); afterwards it does, by orders of magnitude more.
+    assert rows[0]["critic_warmup"] and rows[0]["approx_kl"] < 1e-12
+    assert not rows[1]["critic_warmup"] and all(r["approx_kl"] > 1e-9 for r in rows[1:])
     # The policy that acted (through its KV-cache) is the one the update divides by.
     assert max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
 
