@@ -199,13 +199,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _expert_trace(workers: int, steps: int = 80) -> list:
+def _expert_trace(workers: int, steps: int = 80, split_step: bool = False) -> list:
     envs = make_vector_env(5, expert=True, workers=workers)
     try:
         trace = [envs.reset(seed=11)]
         for _ in range(steps):
             actions = np.maximum(trace[-1][-1]["expert_action"], 0)  # -1 (no expert action) only after an end
-            trace.append(envs.step(actions))
+            if split_step:
+                envs.step_async(actions)
+                trace.append(envs.step_wait())
+            else:
+                trace.append(envs.step(actions))
         return trace
     finally:
         envs.close()
@@ -215,6 +219,21 @@ def test_envs_split_over_worker_processes_step_exactly_like_one_process():
     in_process = _expert_trace(workers=0)
     assert sum(int(step[1].sum()) for step in in_process[1:]) > 0  # episodes do end in success
     assert _same(in_process, _expert_trace(workers=2))  # uneven shards: 3 + 2 envs
+    # step_async + step_wait (a learner working while the workers step) is the same step, in both kinds
+    assert _same(in_process, _expert_trace(workers=2, split_step=True))
+    assert _same(in_process, _expert_trace(workers=0, split_step=True))
+
+
+def test_a_dead_env_worker_is_named_not_a_broken_pipe():
+    envs = make_vector_env(2, workers=2)
+    try:
+        envs.reset(seed=0)
+        envs._processes[1].kill()
+        envs._processes[1].join()
+        with pytest.raises(RuntimeError, match=r"env worker 1 \(pid \d+\) died, exit code -9"):
+            envs.step(np.array([0, 0]))
+    finally:
+        envs.close()
 
 
 def test_env_worker_errors_reach_the_learner_with_the_cause():

@@ -160,8 +160,11 @@ def _tiny_ppo(out: Path, init: Path, updates: int, **kw) -> PPOConfig:
     )
 
 
-def test_ppo_rollout_cache_matches_update_sequences(tmp_path, tiny_checkpoint):
-    train_ppo(_tiny_ppo(tmp_path / "run", tiny_checkpoint, updates=4))
+@pytest.mark.parametrize("env_workers", [0, 2], ids=["in-process", "two-lanes"])
+def test_ppo_rollout_cache_matches_update_sequences(tmp_path, tiny_checkpoint, env_workers):
+    """Whether the envs step in the learner or in two worker lanes that step while it decides, the policy that
+    acted is the one the update divides by, and warm-up leaves the actor alone."""
+    train_ppo(_tiny_ppo(tmp_path / "run", tiny_checkpoint, updates=4, env_workers=env_workers))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
     # Critic warm-up: value-only, so the actor does not move (KL at float rounding: a minibatch is a narrower
@@ -170,6 +173,35 @@ def test_ppo_rollout_cache_matches_update_sequences(tmp_path, tiny_checkpoint):
     assert not rows[1]["critic_warmup"] and all(r["approx_kl"] > 1e-9 for r in rows[1:])
     # The policy that acted (through its KV-cache) is the one the update divides by.
     assert max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
+
+
+def test_rollout_features_from_onnx_runtime_match_torch(tiny_checkpoint):
+    """The frozen encoder runs in ONNX Runtime next to the envs (in a worker after pickling): same features as
+    the torch module, and only what the learner reads comes back (no frames)."""
+    import pickle
+
+    import numpy as np
+
+    from flare_sim import make_vector_env
+    from flare_training.features import LEARNER_KEYS, FrozenVisualFeatures
+
+    model, adapter, _ = load_checkpoint(tiny_checkpoint)
+    features = FrozenVisualFeatures(model.visual, adapter)
+    features = pickle.loads(pickle.dumps(features))  # as a worker receives it
+    envs = make_vector_env(3)
+    raw, _ = envs.reset(seed=4)
+    envs.close()
+    out = features(raw)
+    assert set(out) == {"visual", *LEARNER_KEYS}
+    with torch.no_grad():
+        expected = model.visual(adapter.frames(raw)).numpy()
+    assert out["visual"].dtype == np.float32 and np.abs(out["visual"] - expected).max() < 1e-5
+    lanes = make_vector_env(3, workers=1, observe=features)
+    try:
+        in_worker, _ = lanes.reset(seed=4)
+    finally:
+        lanes.close()
+    assert np.abs(in_worker["visual"] - expected).max() < 1e-5 and in_worker["goal"] == raw["goal"]
 
 
 def test_from_scratch_keeps_only_the_visual_encoder(tmp_path, tiny_checkpoint):

@@ -28,8 +28,9 @@ from tqdm import tqdm
 from flare_sim import FAMILIES, TRAIN_FAMILIES, make_vector_env
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from flare_training.evaluate import choose, evaluate_policy, save_results
+from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
-from flare_training.model import ActorCritic
+from flare_training.model import ActorCritic, KVCache
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 
@@ -58,7 +59,9 @@ class PPOConfig:
     eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
     eval_episodes: int = 30  # per family, during training
     final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
-    env_workers: int = 0  # processes stepping the envs in parallel; 0 = in the learner's process (fastest on 2 cores)
+    # Processes stepping the envs, each its own lane of them: the learner decides for one lane while the others
+    # step (2 keeps both cores of a small machine busy); 0 = every env in the learner's process, in turn.
+    env_workers: int = 2
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
 
@@ -97,6 +100,43 @@ class EpisodeHistory:
 
     def lengths(self) -> torch.Tensor:
         return torch.tensor([len(s) for s in self.steps])
+
+
+class EnvLane:
+    """A share of the envs with its own KV-cache and episode histories, stepped apart from the other lanes.
+
+    With one worker process per lane, the rollout decides for one lane while the other lanes' envs step, so
+    simulation and inference overlap instead of taking turns; the decisions are the same either way.
+    """
+
+    def __init__(self, envs, cache: KVCache) -> None:
+        self.envs, self.cache = envs, cache
+        self.history = EpisodeHistory(envs.num_envs)
+        self.obs: dict = {}
+        self.inputs: dict[str, torch.Tensor] = {}  # the step in flight: its model inputs, for the history
+        self.store: dict[str, list] = defaultdict(list)
+
+    def reset(self, seed: int) -> None:
+        self.obs, _ = self.envs.reset(seed=seed)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def make_lanes(model: ActorCritic, adapter, config: PPOConfig) -> tuple[list[EnvLane], list[int]]:
+    """`env_workers` lanes, each stepped (and its frames encoded) by one worker process, or one in-process lane
+    when 0; also their first env indices, so env i is seeded alike whatever the split."""
+    shares = np.array_split(np.arange(config.num_envs), max(1, config.env_workers))
+    features = FrozenVisualFeatures(model.visual, adapter)
+    workers = min(1, config.env_workers)
+    lanes = [
+        EnvLane(
+            make_vector_env(len(share), families=config.families, split="train", workers=workers, observe=features),
+            model.new_caches(len(share))[0],  # values come from the update's full-sequence pass, not rollouts
+        )
+        for share in shares
+    ]
+    return lanes, [int(share[0]) for share in shares]
 
 
 def _pad_rows(rows: list[list[dict[str, torch.Tensor]]], length: int, like: dict) -> dict[str, torch.Tensor]:
@@ -187,6 +227,10 @@ def train_ppo(config: PPOConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
+    # While env workers run, the learner's per-step inference is small and more torch threads only fight them
+    # for the cores; the update gets every thread back.
+    update_threads = torch.get_num_threads()
+    rollout_threads = 1 if config.env_workers else update_threads
     ckpt_path = out / CHECKPOINT_NAME
 
     # --- model, optimiser, resume ---------------------------------------------------------------------
@@ -214,10 +258,9 @@ def train_ppo(config: PPOConfig) -> Path:
 
     # --- environments (fresh episodes on resume: a killed run's env state is gone) ----------------------
     n, T = config.num_envs, config.rollout
-    envs = make_vector_env(n, families=config.families, split="train", workers=config.env_workers)
-    obs, _ = envs.reset(seed=config.seed * 100_003 + update)
-    actor_cache = model.new_caches(n)[0]  # values come from the update's full-sequence pass, not from rollouts
-    history = EpisodeHistory(n)
+    lanes, first_envs = make_lanes(model, adapter, config)
+    for lane, first in zip(lanes, first_envs, strict=True):
+        lane.reset(seed=config.seed * 100_003 + update + first)
     recent = defaultdict(lambda: deque(maxlen=100))  # family -> recent training-episode outcomes
     generator = torch.Generator().manual_seed(config.seed * 7919 + update)
     # One step's input shapes, for padding prefixes (zeros: only shapes and dtypes are read).
@@ -227,12 +270,38 @@ def train_ppo(config: PPOConfig) -> Path:
         **{k: torch.zeros((), dtype=torch.long) for k in ("prev_action", "holding", "step")},
     }
 
-    def step_inputs(observation) -> dict[str, torch.Tensor]:
-        inputs = adapter.step_inputs(observation)
-        with torch.no_grad():
-            inputs["visual"] = model.visual(adapter.frames(observation))
-        inputs["step"] = actor_cache.step
+    def step_inputs(lane: EnvLane) -> dict[str, torch.Tensor]:
+        inputs = adapter.step_inputs(lane.obs)
+        inputs["visual"] = torch.from_numpy(lane.obs["visual"])  # FrozenVisualFeatures, where the envs ran
+        inputs["step"] = lane.cache.step
         return inputs
+
+    def decide(lane: EnvLane) -> None:
+        """Choose the lane's next actions under the current policy and set its envs stepping."""
+        inputs = step_inputs(lane)
+        logits = model.actor.step(inputs, lane.cache)["logits"]
+        action = choose(logits, greedy=False, generator=generator)
+        masked = logits.masked_fill(~ACTION_MASK, float("-inf"))
+        logprob = torch.log_softmax(masked, -1).gather(1, action[:, None])[:, 0]
+        lane.envs.step_async(action.numpy())
+        lane.inputs = inputs
+        for k in _STEP_KEYS:
+            lane.store[k].append(inputs[k])
+        lane.store["action"].append(action)
+        lane.store["logprob"].append(logprob)
+
+    def collect(lane: EnvLane) -> None:
+        """Take the outcome of the lane's step in flight; ended episodes leave the history and the cache."""
+        lane.obs, reward, terminated, truncated, info = lane.envs.step_wait()
+        done = terminated | truncated
+        lane.store["reward"].append(torch.as_tensor(reward, dtype=torch.float32))
+        lane.store["done"].append(torch.as_tensor(done, dtype=torch.float32))
+        lane.history.add(lane.inputs, done)
+        rows = np.flatnonzero(done)
+        if len(rows):
+            lane.cache.reset(torch.as_tensor(rows))
+            for i in rows:
+                recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
 
     def evaluate_now(episodes: int, families: tuple[str, ...]) -> dict:
         return evaluate_policy(model, adapter, families, episodes, seed=config.seed, progress=False)
@@ -244,39 +313,29 @@ def train_ppo(config: PPOConfig) -> Path:
     while update < total_updates:
         update += 1
         model.eval()
+        torch.set_num_threads(rollout_threads)
         rollout_start = time.perf_counter()
         # --- rollout: KV-caches primed with each env's episode so far, under the current weights -----------
-        prefix = [list(s) for s in history.steps]
+        prefix = [list(s) for lane in lanes for s in lane.history.steps]
         with torch.no_grad():
-            lengths = history.lengths()
-            pre = _pad_rows(prefix, int(lengths.max()), step_template)
-            pre["episode"] = torch.zeros_like(pre["step"])
-            model.actor.prime(pre, lengths, actor_cache)
-        store = defaultdict(list)
-        with torch.no_grad():
-            for _ in range(T):
-                inputs = step_inputs(obs)
-                logits = model.actor.step(inputs, actor_cache)["logits"]
-                action = choose(logits, greedy=False, generator=generator)
-                masked = logits.masked_fill(~ACTION_MASK, float("-inf"))
-                logprob = torch.log_softmax(masked, -1).gather(1, action[:, None])[:, 0]
-                obs, reward, terminated, truncated, info = envs.step(action.numpy())
-                done = terminated | truncated
-                for k in _STEP_KEYS:
-                    store[k].append(inputs[k])
-                store["action"].append(action)
-                store["logprob"].append(logprob)
-                store["reward"].append(torch.as_tensor(reward, dtype=torch.float32))
-                store["done"].append(torch.as_tensor(done, dtype=torch.float32))
-                history.add(inputs, done)
-                rows = np.flatnonzero(done)
-                if len(rows):
-                    actor_cache.reset(torch.as_tensor(rows))
-                    for i in rows:
-                        recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
-            last = step_inputs(obs)
+            for lane in lanes:
+                lengths = lane.history.lengths()
+                pre = _pad_rows(lane.history.steps, int(lengths.max()), step_template)
+                pre["episode"] = torch.zeros_like(pre["step"])
+                model.actor.prime(pre, lengths, lane.cache)
+                lane.store.clear()
+            # Pipelined: while one lane's envs step, the learner takes the other lane's outcome and decides.
+            for t in range(T):
+                for lane in lanes:
+                    if t:
+                        collect(lane)
+                    decide(lane)
+            for lane in lanes:
+                collect(lane)
+            bootstrap = [step_inputs(lane) for lane in lanes]  # the observation after the rollout, per lane
+            last = {k: torch.cat([b[k] for b in bootstrap]) for k in _STEP_KEYS}
         env_steps += n * T
-        roll = {k: torch.stack(v) for k, v in store.items()}  # [T, B, ...]
+        roll = {k: torch.cat([torch.stack(lane.store[k]) for lane in lanes], dim=1) for k in lanes[0].store}  # [T, B]
 
         # --- sequences, old log-probs and values under the current weights, advantages ---------------------
         seq = build_sequences(prefix, {k: roll[k] for k in _STEP_KEYS}, roll["done"], last)
@@ -295,6 +354,7 @@ def train_ppo(config: PPOConfig) -> Path:
         # --- optimise: epochs x minibatches of whole env sequences -------------------------------------------
         update_start = time.perf_counter()
         model.train()
+        torch.set_num_threads(update_threads)
         warmup = update <= config.critic_warmup_updates
         stats = defaultdict(list)
         for _ in range(config.epochs):
@@ -352,7 +412,8 @@ def train_ppo(config: PPOConfig) -> Path:
         save_checkpoint(ckpt_path, model, adapter, kind="ppo", optimizer=optimizer.state_dict(),
                         torch_rng=torch.get_rng_state(), **state)  # fmt: skip
     bar.close()
-    envs.close()
+    for lane in lanes:
+        lane.close()
     metrics_log.close()
     (out / "evals.json").write_text(json.dumps(evals, indent=2) + "\n")
     if config.final_eval_episodes:

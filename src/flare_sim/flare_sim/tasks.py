@@ -55,14 +55,17 @@ class FastObjDesc(ObjDesc):
         width = env.grid.width
         d1 = DIR_TO_VEC[env.agent_dir]
         d2 = (-d1[1], d1[0])
-        # The grid is row-major (index = y * width + x); BabyAI scans column-major (x outer), so sort to match.
-        cells = sorted(((i % width, i // width), c) for i, c in enumerate(env.grid.grid) if c is not None)
-        for (i, j), cell in cells:
+        # Type and colour first (cheap, order-free); the grid is row-major (index = y * width + x) and BabyAI
+        # scans column-major (x outer), so the few matches are sorted to BabyAI's order.
+        kind, color = self.type, self.color
+        matches = [
+            (i % width, i // width, c)
+            for i, c in enumerate(env.grid.grid)
+            if c is not None and (kind is None or c.type == kind) and (color is None or c.color == color)
+        ]
+        matches.sort(key=lambda m: (m[0], m[1]))
+        for i, j, cell in matches:
             if not use_location and not any(cell is obj for obj in self.obj_set):
-                continue
-            if (self.type is not None and cell.type != self.type) or (
-                self.color is not None and cell.color != self.color
-            ):
                 continue
             if use_location and self.loc in ("left", "right", "front", "behind"):
                 if not agent_room.pos_inside(i, j):

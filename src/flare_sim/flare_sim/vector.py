@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import multiprocessing as mp
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -27,13 +28,18 @@ def make_vector_env(
     split: str = "train",
     expert: bool = False,
     workers: int = 0,
+    observe: Callable[[dict], dict] | None = None,
 ) -> gym.vector.VectorEnv:
     """N envs stepped in this process (workers=0) or split over `workers` processes; seed with reset(seed=...).
 
-    Autoreset is SAME_STEP: the observation returned is always the one to act on next; when an episode
-    ends, its outcome is in `info["final_info"]` (masked by `info["_final_info"]`) and `info` already
-    describes the new episode (its `expert_action` included). Env i gets seed `seed + i` whatever the number
-    of workers, so the same seed gives the same episodes in-process and split.
+    Both kinds also step in two halves, `step_async(actions)` then `step_wait()`, so that a learner can work
+    while worker processes step (in-process envs step at `step_wait`). `observe` (picklable) is applied to
+    every batched observation where the envs run, before it is returned: a trainer's frozen encoder runs in
+    the workers, in parallel, instead of in the learner. Autoreset is SAME_STEP: the observation returned is
+    always the one to act on next; when an episode ends, its outcome is in `info["final_info"]` (masked by
+    `info["_final_info"]`) and `info` already describes the new episode (its `expert_action` included). Env i
+    gets seed `seed + i` whatever the number of workers, so the same seed gives the same episodes in-process
+    and split.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -41,16 +47,43 @@ def make_vector_env(
         raise ValueError(f"workers must be between 0 (in-process) and num_envs ({num_envs}), got {workers}")
     make = functools.partial(GridhouseEnv, config, families, split, expert)
     if workers == 0:
-        return _sync(make, num_envs)
-    return ShardedVectorEnv(make, num_envs, workers)
+        return _sync(make, num_envs, observe)
+    return ShardedVectorEnv(make, num_envs, workers, observe)
 
 
-def _sync(make, num_envs: int) -> gym.vector.SyncVectorEnv:
-    return gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+class InProcessVectorEnv(gym.vector.SyncVectorEnv):
+    """gymnasium's SyncVectorEnv with the worker-backed envs' split step (it steps at `step_wait`) and
+    `observe` hook."""
+
+    def __init__(self, env_fns, observe: Callable[[dict], dict] | None = None, **kwargs) -> None:
+        super().__init__(env_fns, **kwargs)
+        self._observe = observe or _identity
+
+    def reset(self, **kwargs):
+        obs, info = super().reset(**kwargs)
+        return self._observe(obs), info
+
+    def step(self, actions):
+        obs, *rest = super().step(actions)
+        return self._observe(obs), *rest
+
+    def step_async(self, actions) -> None:
+        self._pending_actions = actions
+
+    def step_wait(self):
+        return self.step(self._pending_actions)
 
 
-def _worker(pipe, make, num_envs: int) -> None:
-    envs = _sync(make, num_envs)
+def _identity(obs: dict) -> dict:
+    return obs
+
+
+def _sync(make, num_envs: int, observe: Callable[[dict], dict] | None = None) -> InProcessVectorEnv:
+    return InProcessVectorEnv([make] * num_envs, observe, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def _worker(pipe, make, num_envs: int, observe: Callable[[dict], dict] | None) -> None:
+    envs = _sync(make, num_envs, observe)
     try:
         while True:
             command, payload = pipe.recv()
@@ -72,7 +105,7 @@ def _worker(pipe, make, num_envs: int) -> None:
 class ShardedVectorEnv(gym.vector.VectorEnv):
     """`num_envs` gridhouse envs split into `workers` contiguous shards, one SyncVectorEnv per process."""
 
-    def __init__(self, make, num_envs: int, workers: int) -> None:
+    def __init__(self, make, num_envs: int, workers: int, observe: Callable[[dict], dict] | None = None) -> None:
         sizes = [len(s) for s in np.array_split(np.arange(num_envs), workers)]
         self.num_envs = num_envs
         self._offsets = np.cumsum([0, *sizes])
@@ -86,7 +119,7 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
         self._pipes, self._processes = [], []
         for size in sizes:
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker, args=(child, make, size), daemon=True)
+            process = ctx.Process(target=_worker, args=(child, make, size, observe), daemon=True)
             process.start()
             child.close()
             self._pipes.append(parent)
@@ -94,18 +127,26 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
         self.closed = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        for k, pipe in enumerate(self._pipes):
+        for k in range(len(self._pipes)):
             shard_seed = None if seed is None else seed + int(self._offsets[k])
-            pipe.send(("reset", {"seed": shard_seed, "options": options}))
+            self._send(k, ("reset", {"seed": shard_seed, "options": options}))
         obs, infos = zip(*self._gather(), strict=True)
         return _merge_obs(obs), _merge_info(infos, self._sizes)
 
     def step(self, actions):
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions) -> None:
+        """Hand the actions to the workers and return at once: the caller works while the envs step."""
         actions = np.asarray(actions)
         if actions.shape[:1] != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got shape {actions.shape}")
-        for k, pipe in enumerate(self._pipes):
-            pipe.send(("step", actions[self._offsets[k] : self._offsets[k + 1]]))
+        for k in range(len(self._pipes)):
+            self._send(k, ("step", actions[self._offsets[k] : self._offsets[k + 1]]))
+
+    def step_wait(self):
+        """The results of the last `step_async`, as `step` returns them."""
         obs, rewards, terminated, truncated, infos = zip(*self._gather(), strict=True)
         return (
             _merge_obs(obs),
@@ -119,8 +160,28 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
     def _sizes(self) -> list[int]:
         return np.diff(self._offsets).tolist()
 
+    def _send(self, k: int, message: tuple) -> None:
+        try:
+            self._pipes[k].send(message)
+        except (BrokenPipeError, ConnectionError) as error:
+            raise self._died(k) from error
+
+    def _died(self, k: int) -> RuntimeError:
+        """A worker that died without a word (killed, out of memory), named with its exit code."""
+        process = self._processes[k]
+        process.join(timeout=1)
+        return RuntimeError(
+            f"gridhouse env worker {k} (pid {process.pid}) died, exit code {process.exitcode}: its envs are "
+            "gone; check memory (dmesg) and start the run again (a PPO run resumes from its last update)"
+        )
+
     def _gather(self) -> list:
-        replies = [pipe.recv() for pipe in self._pipes]
+        replies = []
+        for k, pipe in enumerate(self._pipes):
+            try:
+                replies.append(pipe.recv())
+            except (EOFError, ConnectionError) as error:
+                raise self._died(k) from error
         errors = [payload for status, payload in replies if status == "error"]
         if errors:
             raise RuntimeError("a gridhouse env worker failed:\n" + "\n".join(errors))
