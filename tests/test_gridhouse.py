@@ -246,6 +246,32 @@ def test_env_worker_errors_reach_the_learner_with_the_cause():
         envs.close()
 
 
+def test_fast_house_generation_builds_minigrids_houses():
+    """place_obj and add_distractors are re-implemented for speed with minigrid's draws in minigrid's order:
+    every seed must stay the same house (models are trained and measured on these houses)."""
+    from minigrid.core.roomgrid import RoomGrid
+
+    from flare_sim.config import GridhouseConfig
+    from flare_sim.house import HouseLevel
+
+    class MinigridHouseLevel(HouseLevel):
+        place_obj = MiniGridEnv.place_obj
+        add_distractors = RoomGrid.add_distractors
+
+    config = GridhouseConfig()
+    for family in FAMILIES.values():
+        fast, stock = HouseLevel(config, family), MinigridHouseLevel(config, family)
+        for seed in range(15):
+            fast.reset(seed=seed)
+            stock.reset(seed=seed)
+            assert np.array_equal(fast.grid.encode(), stock.grid.encode()), (family.name, seed)
+            assert (fast.surface, tuple(fast.agent_pos), fast.agent_dir) == (
+                stock.surface,
+                tuple(stock.agent_pos),
+                stock.agent_dir,
+            )
+
+
 def test_fast_object_descriptions_match_babyai():
     from minigrid.envs.babyai.core.verifier import ObjDesc
 

@@ -41,7 +41,7 @@ class PPOConfig:
     init: str = ""  # BC checkpoint to fine-tune; empty = RL from scratch (random policy)
     visual_from: str = ""  # from scratch: checkpoint whose frozen visual encoder and inputs to use
     total_env_steps: int = 1_000_000
-    num_envs: int = 32  # in-process envs; 32 amortises per-step overheads best on 2 cores (measured)
+    num_envs: int = 32  # split over the env lanes; 32 amortises per-step overheads best on 2 cores (measured)
     rollout: int = 128
     epochs: int = 4
     minibatches: int = 4  # over envs: sequences stay whole
