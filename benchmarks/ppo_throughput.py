@@ -3,6 +3,7 @@
 Runs a few PPO updates with the default recipe and model (32 envs x 128-step rollouts, 4 epochs, separate
 critic), from fresh weights unless --init names a checkpoint, and reports the median over full updates: the
 first update is the only critic warm-up (value-only, cheaper) and pays one-time costs, so it is excluded.
+`--env-workers` splits the envs into that many lanes (PPOConfig.env_workers; 0 = in the learner's process).
 Baseline measured in the same run: the same envs stepped with no model (`env_only_sps`), so
 `sps_over_env_only` is the share of simulator speed that learning keeps. A fresh policy calls `end` often,
 so its episodes are short and resets frequent: pass --init runs/bc for a trained policy's episodes.
@@ -59,8 +60,9 @@ def main() -> None:
         config = PPOConfig(out=f"{tmp}/run", init=init, eval_every=10**12, eval_episodes=1, final_eval_episodes=0,
                            critic_warmup_updates=1, env_workers=args.env_workers)  # fmt: skip
         config.total_env_steps = config.batch_steps * args.updates
-        print(f"PPO: {config.num_envs} envs in {config.env_workers or 'the learner'}'s process(es) x {config.rollout} "
-              f"steps, {config.epochs} epochs, {args.updates} updates")  # fmt: skip
+        where = f"{config.env_workers} lanes, a worker process each" if config.env_workers else "the learner's process"
+        print(f"PPO: {config.num_envs} envs in {where}, {config.rollout}-step rollouts, {config.epochs} epochs, "
+              f"{args.updates} updates")  # fmt: skip
         train_ppo(config)
         rows = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
         rows = [r for r in rows if not r["critic_warmup"]]
