@@ -330,9 +330,10 @@ class Decoder(nn.Module):
 
     def forward_step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """x: [B, 1, D], one new step per batch row; appends to the cache and returns [B, 1, D]."""
+        filled, mask = cache.window()
         for i, block in enumerate(self.blocks):
             q, k, v = block.attn.project(block.attn_norm(x))
-            keys, values, mask = cache.append(i, k, v)
+            keys, values = cache.append(i, k, v, filled)
             x = x + block.attn.attend(q, keys, values, mask)
             x = x + block.mlp(block.mlp_norm(x))
         cache.advance()
@@ -373,16 +374,20 @@ class KVCache:
             self.values[layer][:, :, :n] = v
         self.length.copy_(lengths)
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        if (self.length >= self.max_context).any():
+    def window(self) -> tuple[int, torch.Tensor]:
+        """For the step about to be appended: how many positions attention covers (the filled part of the
+        buffers only) and the [B, 1, 1, filled] mask of each row's episode; the same for every layer."""
+        filled = int(self.length.max()) + 1
+        if filled > self.max_context:
             raise RuntimeError(
                 f"episode longer than the cache's max_context ({self.max_context}); raise ModelConfig.max_context"
             )
+        return filled, (self._positions[None, :filled] <= self.length[:, None])[:, None, None, :]
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor, filled: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.keys[layer][self._rows, :, self.length] = k[:, :, 0]
         self.values[layer][self._rows, :, self.length] = v[:, :, 0]
-        filled = int(self.length.max()) + 1  # attend over the filled part of the buffers only
-        mask = (self._positions[None, :filled] <= self.length[:, None])[:, None, None, :]
-        return self.keys[layer][:, :, :filled], self.values[layer][:, :, :filled], mask
+        return self.keys[layer][:, :, :filled], self.values[layer][:, :, :filled]
 
     def advance(self) -> None:
         self.length += 1
