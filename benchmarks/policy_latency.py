@@ -8,9 +8,10 @@ Two architectures, random weights (latency does not depend on training):
 default export (`ort_cache`: concat cache, float32), the in-place cache (`ort_shared`: fixed buffers written
 by GroupQueryAttention, no per-step copy of the past), in-place with int8 weights (`ort_shared_int8`) and
 with int8 weights and an int8 cache (`ort_shared_int8_kv8`, which the summary's decoder_* figures report).
-"step" times the whole policy step (perception + goal + decoder, default export), ONNX Runtime and torch
-alternately call by call, so machine drift hits both. Figures are medians over repeated calls; the machine
-is shared and noisy, so compare the ratios, which come from the same run.
+"step" times the whole policy step (perception + goal + decoder, default export), ONNX Runtime and torch.
+Figures are medians over repeated calls, and the calls compared are timed in turn (each decoder variant at
+t = 1, 100, 500 call by call; ONNX Runtime and torch alternately for the whole step), so the drift of a
+shared, noisy machine hits them alike and the ratios hold.
 
     .venv/bin/python benchmarks/policy_latency.py [--repeats 30] [--skip-flare-step]
 """
@@ -40,28 +41,19 @@ from flare_training.model import ActorCritic, KVCache, ModelConfig
 STEPS = (1, 100, 500)
 
 
-def median_ms(repeats: int, fn, *args) -> float:
-    fn(*args)  # warm-up
-    times = []
+def interleaved_median_ms(repeats: int, calls: dict[str, tuple]) -> dict[str, float]:
+    """Median ms of each call, timed in turn (a, b, c, a, b, c, ...): on a shared machine whose speed drifts by
+    tens of percent within a minute, all see the same drift, so ratios between them (ONNX Runtime over torch,
+    t = 500 over t = 1) hold."""
+    for fn, *args in calls.values():
+        fn(*args)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def paired_median_ms(repeats: int, a: tuple, b: tuple) -> tuple[float, float]:
-    """Median ms of two calls timed alternately (a, b, a, b, ...): on a shared machine whose speed drifts by
-    tens of percent within a minute, both see the same drift, so their ratio holds."""
-    a[0](*a[1:])  # warm-up
-    b[0](*b[1:])
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, bucket in ((a, times[0]), (b, times[1])):
+        for name, (fn, *args) in calls.items():
             start = time.perf_counter()
-            fn[0](*fn[1:])
-            bucket.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times[0]), statistics.median(times[1])
+            fn(*args)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def torch_decoder_cached(decoder, token: torch.Tensor, cache: KVCache, past_len: int) -> None:
@@ -114,6 +106,7 @@ class InPlaceStep:
 
     def __init__(self, session: ort.InferenceSession, buffers: dict[str, np.ndarray], actions: int = 20) -> None:
         self.session, self.binding = session, session.io_binding()
+        self.buffers = buffers  # bound by address: they must live as long as the binding
         self.logits = np.zeros((1, actions), dtype=np.float32)
         for name, buffer in buffers.items():
             shape, dtype = list(buffer.shape), buffer.dtype.type
@@ -135,7 +128,7 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
         kind: ort_session(export_decoder(model, tmp / f"decoder_{kind}.onnx", *variants[kind])) for kind in variants
     }
     rng = np.random.default_rng(0)
-    out = {}
+    calls = {}  # name -> call; each variant's calls at t = 1, 100, 500 are timed in turn (see below)
     for t in STEPS:
         past_len = t - 1
         token = rng.standard_normal((1, 1, config.d_model), dtype=np.float32)
@@ -145,7 +138,7 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
         for kind, session in sessions.items():
             if variants[kind][0] == "concat":
                 feed = {"token": token, **{f"past_key_values.{n}": p for n, p in past.items()}}
-                out[f"{kind}_ms_t{t}"] = median_ms(repeats, session.run, None, feed)
+                calls[f"{kind}_ms_t{t}"] = (session.run, None, feed)
             else:  # the same past, in fixed buffers; each call rewrites entry t - 1
                 shape = (1, config.heads, config.max_context, config.head_dim)
                 int8 = variants[kind][2] == "int8"
@@ -153,15 +146,26 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
                 for n, p in past.items():
                     buffers[n][:, :, :past_len] = np.clip(np.round(p / KV8_SCALE), -127, 127) if int8 else p
                 feed = {"token": token, "step": np.array([past_len], dtype=np.int64)}
-                out[f"{kind}_ms_t{t}"] = median_ms(repeats, InPlaceStep(session, buffers), feed)
-        history = torch.randn(1, t, config.d_model)
-        episode = torch.zeros(1, t, dtype=torch.long)
-        with torch.inference_mode():
-            cached = (decoder, torch.from_numpy(token), KVCache(config, 1), past_len)
-            out[f"torch_cache_ms_t{t}"] = median_ms(repeats, torch_decoder_cached, *cached)
-            recompute_repeats = max(3, repeats // 5)
-            out[f"torch_recompute_ms_t{t}"] = median_ms(recompute_repeats, decoder.forward_sequence, history, episode)
-    return out
+                calls[f"{kind}_ms_t{t}"] = (InPlaceStep(session, buffers), feed)
+        calls[f"torch_cache_ms_t{t}"] = (
+            torch_decoder_cached,
+            decoder,
+            torch.from_numpy(token),
+            KVCache(config, 1),
+            past_len,
+        )
+        history, episode = torch.randn(1, t, config.d_model), torch.zeros(1, t, dtype=torch.long)
+        calls[f"torch_recompute_ms_t{t}"] = (decoder.forward_sequence, history, episode)
+    with torch.inference_mode():
+        out = {}
+        # One variant at a time (ONNX Runtime's threads spin after a call and would slow whatever runs next),
+        # its t = 1, 100, 500 calls in turn, so the growth ratio sees no drift; torch's two variants together.
+        for kind in [*sessions, "torch"]:
+            group = {name: call for name, call in calls.items() if name.startswith(kind + "_")}
+            if kind != "torch":
+                group = {name: call for name, call in group.items() if name.startswith(f"{kind}_ms_")}
+            out.update(interleaved_median_ms(repeats, group))
+        return out
 
 
 def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> dict[str, float]:
@@ -182,8 +186,10 @@ def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> 
         step_inputs = {k: torch.from_numpy(feed[v]) for k, v in names.items()}
         with torch.inference_mode():
             args = (model, images, step_inputs, KVCache(config, 1), t - 1)
-            ort_ms, torch_ms = paired_median_ms(repeats, (session.run, None, feed), (torch_step_cached, *args))
-        out[f"ort_ms_t{t}"], out[f"torch_ms_t{t}"] = ort_ms, torch_ms
+            pair = interleaved_median_ms(
+                repeats, {"ort": (session.run, None, feed), "torch": (torch_step_cached, *args)}
+            )
+        out[f"ort_ms_t{t}"], out[f"torch_ms_t{t}"] = pair["ort"], pair["torch"]
     return out
 
 
