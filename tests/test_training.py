@@ -175,6 +175,39 @@ def test_ppo_rollout_cache_matches_update_sequences(tmp_path, tiny_checkpoint, e
     assert max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
 
 
+def test_actor_and_critic_updated_side_by_side_get_the_combined_loss_gradients():
+    """SeparateNetworkStep differentiates the actor's and the critic's losses apart, at the same time: the
+    gradients must be those of the one summed loss (and, in warm-up, the critic's alone)."""
+    from flare_training.ppo import SeparateNetworkStep
+
+    torch.manual_seed(0)
+    model = ActorCritic(TINY, {"nav": (8, 8)})
+    seq = _episodes([[], [4], [2, 6]], length=9, visual_dim=model.visual.out_dim)
+    index = torch.arange(9)[None].repeat(3, 1)
+    actions = torch.tensor([0, 1, 2, 8, 19, 4, 5, 2]).repeat(3, 1)
+    old_logprob, advantages, returns = -torch.rand(3, 8), torch.randn(3, 8), torch.randn(3, 8)
+    config = PPOConfig(entropy_coef=0.01)
+    step = SeparateNetworkStep()
+    for warmup in (False, True):
+        model.zero_grad()
+        terms = ppo_losses(model, seq, index, actions, old_logprob, advantages, returns, config.clip)
+        loss = config.value_coef * terms["value_loss"]
+        if not warmup:
+            loss = loss + terms["policy_loss"] - config.entropy_coef * terms["entropy"]
+        loss.backward()
+        expected = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad()
+        split = step(model, seq, index, actions, old_logprob, advantages, returns, config, warmup)
+        for name, p in model.named_parameters():
+            if expected[name] is None or not expected[name].any():
+                assert p.grad is None or not p.grad.any(), name
+            else:
+                assert torch.allclose(p.grad, expected[name], atol=1e-6), name
+        assert torch.allclose(split["value_loss"].detach(), terms["value_loss"].detach())
+        assert torch.allclose(split["approx_kl"], terms["approx_kl"])
+    step.close()
+
+
 def test_rollout_features_from_onnx_runtime_match_torch(tiny_checkpoint):
     """The frozen encoder runs in ONNX Runtime next to the envs (in a worker after pickling): same features as
     the torch module, and only what the learner reads comes back (no frames)."""
