@@ -251,6 +251,16 @@ class SeparateNetworkStep:
         terms["value_loss"] = critic_done.result()
         return terms
 
+    def sequence(self, model: ActorCritic, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """`ActorCritic.sequence` with the two networks side by side (no gradients: the rollout's pass)."""
+
+        def critic() -> torch.Tensor:
+            with torch.no_grad():
+                return model.critic.sequence(batch)["value"][..., 0]
+
+        values = self._pool.submit(critic)
+        return model.actor.sequence(batch)["logits"], values.result()
+
     def close(self) -> None:
         self._pool.shutdown()
 
@@ -378,10 +388,11 @@ def train_ppo(config: PPOConfig) -> Path:
         roll = {k: torch.cat([torch.stack(lane.store[k]) for lane in lanes], dim=1) for k in lanes[0].store}  # [T, B]
 
         # --- sequences, old log-probs and values under the current weights, advantages ---------------------
+        torch.set_num_threads(1 if separate_step is not None else update_threads)  # the update's threads
         seq = build_sequences(prefix, {k: roll[k] for k in _STEP_KEYS}, roll["done"], last)
         index = seq.pop("index")
         with torch.no_grad():
-            logits, values = model.sequence(seq)
+            logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
             values = _gather(values, index)  # [B, T+1]
             old_logits = _gather(logits, index[:, :-1]).masked_fill(~ACTION_MASK, float("-inf"))
             old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
@@ -394,7 +405,6 @@ def train_ppo(config: PPOConfig) -> Path:
         # --- optimise: epochs x minibatches of whole env sequences -------------------------------------------
         update_start = time.perf_counter()
         model.train()
-        torch.set_num_threads(1 if separate_step is not None else update_threads)
         warmup = update <= config.critic_warmup_updates
         stats = defaultdict(list)
         for _ in range(config.epochs):
