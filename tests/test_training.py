@@ -276,3 +276,15 @@ def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint)
     updates = [json.loads(line)["update"] for line in metrics.read_text().splitlines()]
     assert updates[-(40 - done_before) :] == list(range(done_before + 1, 41))  # continued, not restarted
     assert updates.count(1) == 1
+
+
+def test_cli_help_explains_each_hyper_parameter_from_its_config(capsys):
+    """--help carries each config field's own comment, so a hyper-parameter is explained where it is defined."""
+    from flare_training.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["ppo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "FLaRe: no entropy bonus; ablation: 0.01 (default: 0.0)" in text
+    assert "Processes stepping the envs, each its own lane of them" in text
+    assert "value-only updates before the policy moves; 0 disables (default: 5)" in text

@@ -8,15 +8,40 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
+import re
 import typing
 from pathlib import Path
 
 from flare_sim import FAMILIES
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """Each field's comment in the config's source (inline, else the comment lines just above it): its --help,
+    so a hyper-parameter is explained once, where it is defined."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    comments, above = {}, []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("#").strip())
+            continue
+        field = re.match(r"(\w+)\s*:[^#]*?=[^#]*?(?:#\s*(.*))?$", text)
+        if field:
+            comment = field.group(2) or " ".join(above)
+            if comment:
+                comments[field.group(1)] = comment.replace("%", "%%")  # argparse formats help with %
+        above = []
+    return comments
+
+
 def _add_dataclass(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
     hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
@@ -25,12 +50,13 @@ def _add_dataclass(parser: argparse.ArgumentParser, cls, prefix: str = "") -> No
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flag = "--" + (prefix + f.name).replace("_", "-").replace(".", "-")
         dest = prefix + f.name
+        help_text = f"{comments[f.name]} (default: {default})" if f.name in comments else f"(default: {default})"
         if kind is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, dest=dest, nargs="+", default=default, choices=list(FAMILIES))
+            parser.add_argument(flag, dest=dest, nargs="+", default=default, choices=list(FAMILIES), help=help_text)
         else:
-            parser.add_argument(flag, dest=dest, type=kind, default=default, help=f"(default: {default})")
+            parser.add_argument(flag, dest=dest, type=kind, default=default, help=help_text)
 
 
 def _build(cls, args: argparse.Namespace, prefix: str = ""):
