@@ -254,3 +254,53 @@ def test_late_completions_and_status_reach_the_episode_they_belong_to(tmp_path):
     assert (first.goal, second.goal) == goals
     assert first.decisions[0].done.id == 1 and first.outcome == {"success": True, "reason": "policy ended"}
     assert second.decisions[0].done.id == 2 and second.outcome == {"success": False, "reason": "policy ended"}
+
+
+def test_commands_logged_before_their_goal_open_its_episode(tmp_path):
+    """The other way round: a recorder may log an episode's first command before its goal (the fresh-clone CI
+    run saw it: 145 of 146 decisions). Such commands open the goal's episode, in order; a recording that
+    starts mid-episode still skips that episode's tail."""
+    writer = Writer(tmp_path / "early", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    conn = {role: writer.add_connection(f"/flare/{topic}", "std_msgs/msg/String", typestore=TYPES)
+            for role, topic in (("goal", "goal"), ("action", "action"))}  # fmt: skip
+    cams = {n: writer.add_connection(f"/flare/camera/{n}/image", "sensor_msgs/msg/Image", typestore=TYPES)
+            for n in ("nav", "manip")}  # fmt: skip
+    frame = {"nav": np.zeros((56, 56, 3), np.uint8), "manip": np.zeros((24, 24, 3), np.uint8)}
+    goals = ("go to the red ball", "go to the blue key")
+    t = 10**9
+
+    def command(action, id, episode, step):
+        nonlocal t
+        t += 1_000_000
+        for n in frame:
+            writer.write(cams[n], t, _image(frame[n], t))
+        stamps = {"nav": t, "manip": t}
+        text = protocol.ActionCommand(action, id=id, episode=episode, step=step, frames=stamps).to_json()
+        writer.write(conn["action"], t + 1, _string(text))
+
+    def goal(text):
+        nonlocal t
+        t += 1_000_000
+        writer.write(conn["goal"], t, _string(text))
+
+    command("m", 1, 6, 4)  # the tail of an episode whose goal was never recorded
+    command("m", 2, 7, 0)  # logged before its goal
+    goal(goals[0])
+    command("l", 3, 7, 1)
+    command("m", 4, 8, 0)  # the next episode's first two commands, before its goal
+    command("end", 5, 8, 1)
+    goal(goals[1])
+    command("end", 6, 8, 2)
+    writer.close()
+    bag = FlareBag(tmp_path / "early", {"nav": "/flare/camera/nav/image", "manip": "/flare/camera/manip/image"})
+    first, second = list(bag.episodes())
+    assert (first.goal, second.goal) == goals
+    assert [d.command.id for d in first.decisions] == [2, 3] and [d.index for d in first.decisions] == [0, 1]
+    assert [d.command.id for d in second.decisions] == [4, 5, 6] and [d.action for d in second.decisions] == [
+        "m",
+        "end",
+        "end",
+    ]
+    assert not first.problem and not second.problem
+    assert all(f is not None for d in first.decisions + second.decisions for f in d.frames.values())

@@ -110,7 +110,10 @@ class FlareBag:
 
         Topics have no order between them, so an episode's last completion or its "finished" status can be
         logged after the next episode's goal: an episode stays open for `_CLOSING_NS` of bag time after the
-        next goal, and late messages go to the episode they belong to (by command id, by goal).
+        next goal, and late messages go to the episode they belong to (by command id, by goal). Likewise a new
+        episode's first commands can be logged before its goal: commands of another policy episode than the
+        open one's (or with none open) are held, and open the next goal's episode when they are its steps
+        0, 1, ... logged within `_CLOSING_NS` before it.
         """
         role_of = {topic: role for role, topic in self.topics.items()}
         wanted = [c for c in self.reader.connections if c.topic in role_of]
@@ -118,6 +121,7 @@ class FlareBag:
         camera_of = {topic: name for name, topic in self.cameras.items()}
         current: _Open | None = None
         closing: _Open | None = None  # the previous episode, still taking late messages
+        early: list[Decision] = []  # commands logged before their episode's goal
         count = 0
         for connection, log_ns, raw in self.reader.messages(connections=wanted):
             if closing is not None and log_ns > closing.deadline_ns:
@@ -146,13 +150,29 @@ class FlareBag:
                     closing.deadline_ns = log_ns + _CLOSING_NS
                 count += 1
                 current = _Open(Episode(count, msg.data.strip(), log_ns))
-            elif role == "action" and current is not None:
-                episode = current.episode
+                for decision in _opening(early, log_ns):
+                    decision.index = len(current.episode.decisions)
+                    decision.frames = {
+                        name: f or _pick(recent[name], decision.command.frames.get(name), 0, log_ns)
+                        for name, f in decision.frames.items()
+                    }  # frames logged between the command and the goal
+                    current.add(decision)
+                early = []
+            elif role == "action":
                 try:
                     command = protocol.ActionCommand.parse(msg.data)
                 except protocol.ProtocolError as err:
-                    episode.problem = episode.problem or f"decision {len(episode.decisions)}: {err}"
+                    if current is not None:
+                        episode = current.episode
+                        episode.problem = episode.problem or f"decision {len(episode.decisions)}: {err}"
                     continue
+                if command.episode and (current is None or current.policy_episode not in (None, command.episode)):
+                    frames = {name: _pick(recent[name], command.frames.get(name), 0, log_ns) for name in self.cameras}
+                    early.append(Decision(0, command.action, log_ns, frames, command))
+                    continue
+                if current is None:
+                    continue
+                episode = current.episode
                 since = episode.decisions[-1].log_ns if episode.decisions else episode.start_ns
                 frames = {name: _pick(recent[name], command.frames.get(name), since, log_ns) for name in self.cameras}
                 current.add(Decision(len(episode.decisions), command.action, log_ns, frames, command))
@@ -187,8 +207,11 @@ class _Open:
         self.by_id: dict[int, Decision] = {}
         self.waiting: list[Decision] = []
         self.deadline_ns = 0
+        self.policy_episode: int | None = None  # the policy node's episode number, from its first command
 
     def add(self, decision: Decision) -> None:
+        if self.policy_episode is None and decision.command.episode:
+            self.policy_episode = decision.command.episode
         self.episode.decisions.append(decision)
         if any(f is None for f in decision.frames.values()):
             self.waiting.append(decision)
@@ -222,6 +245,17 @@ class _Open:
 
     def finish(self) -> Episode:
         return _finished(self.episode, self.waiting)
+
+
+def _opening(early: list[Decision], goal_ns: int) -> list[Decision]:
+    """The held commands that open the episode of a goal logged at `goal_ns`: the newest policy episode's
+    steps 0, 1, ... in order, logged shortly before it; anything else (the tail of an episode whose goal was
+    not recorded) is dropped."""
+    recent = [d for d in early if goal_ns - d.log_ns <= _CLOSING_NS]
+    recent = [d for d in recent if d.command.episode == recent[-1].command.episode] if recent else []
+    if [d.command.step for d in recent] != list(range(len(recent))):
+        return []
+    return recent
 
 
 def _finished(episode: Episode, waiting: list[Decision]) -> Episode:

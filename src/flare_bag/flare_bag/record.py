@@ -5,7 +5,8 @@
 Messages are stored exactly as they arrived (raw CDR, no re-serialisation), stamped with their receipt time,
 so the bag is what `ros2 bag record` would have written. On a robot with the ROS 2 CLI the equivalent is
 `flare_bag.topics.ros2_bag_record_command()`; both kinds of bag replay. On Ctrl-C/SIGINT the recorder keeps
-taking the messages already on their way for half a second, then closes the bag.
+taking the messages already on their way (its backlog of frames included) until none has come for half a
+second, then closes the bag.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Recorder(Node):
         typestore = get_typestore(Stores.ROS2_JAZZY)
         self.writer = Writer(path, version=9, storage_plugin=STORAGE[p["storage"]])
         self.writer.open()
-        self.count = 0
+        self.count = 0  # messages written; run_node drains on SIGINT until it stops changing
         namespace = self.get_namespace().rstrip("/")
         for topic, msgtype in RECORDED.items():
             connection = self.writer.add_connection(f"{namespace}/{topic}", msgtype, typestore=typestore)

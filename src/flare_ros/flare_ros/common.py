@@ -77,9 +77,11 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
     """Init, spin until Ctrl-C or shutdown, clean up; a node that cannot start says why and exits 1.
 
     With `drain_s`, Ctrl-C/SIGINT does not tear ROS down at once: the node keeps taking the messages that had
-    already reached it for that long before closing (a recorder stopped right after a run would otherwise
-    lose the run's last messages). rclpy's own SIGINT handler would invalidate the context first, so it is
-    not installed and the node spins in short slices that let Python raise KeyboardInterrupt.
+    already reached it until none has come for `drain_s` (a node's `count` of messages taken says so; at most
+    `DRAIN_MAX_S`), then closes. A recorder stopped right after a run, still writing a backlog of frames,
+    would otherwise lose the run's last messages behind them. rclpy's own SIGINT handler would invalidate the
+    context first, so it is not installed and the node spins in short slices that let Python raise
+    KeyboardInterrupt.
     """
     if drain_s > 0:
         rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -97,9 +99,7 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
             executor.spin()
     except KeyboardInterrupt:
         if node is not None and drain_s > 0:
-            end = time.monotonic() + drain_s
-            while time.monotonic() < end and rclpy.ok():
-                executor.spin_once(timeout_sec=0.05)
+            _drain(executor, node, drain_s)
     except StartupError as err:
         print(f"[FATAL] {err}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -111,6 +111,19 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+DRAIN_MAX_S = 8.0  # below the 10 s a graph gives its nodes to stop before it kills them
+
+
+def _drain(executor, node: Node, quiet_s: float) -> None:
+    """Spin until the node has taken no message for `quiet_s` (or DRAIN_MAX_S has passed)."""
+    start = last_change = time.monotonic()
+    taken = getattr(node, "count", 0)
+    while rclpy.ok() and time.monotonic() - last_change < quiet_s and time.monotonic() - start < DRAIN_MAX_S:
+        executor.spin_once(timeout_sec=0.05)
+        if getattr(node, "count", 0) != taken:
+            taken, last_change = getattr(node, "count", 0), time.monotonic()
 
 
 class StartupError(RuntimeError):
