@@ -22,6 +22,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,10 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
         kind: ort_session(export_decoder(model, tmp / f"decoder_{kind}.onnx", *variants[kind])) for kind in variants
     }
     rng = np.random.default_rng(0)
-    calls = {}  # name -> call; each variant's calls at t = 1, 100, 500 are timed in turn (see below)
+    # Per variant, its calls at t = 1, 100, 500, timed in turn (so its growth ratio sees no drift); variants one
+    # after another (ONNX Runtime's threads spin after a call and would slow whatever ran next); torch's two
+    # variants together.
+    groups: dict[str, dict[str, tuple]] = defaultdict(dict)
     for t in STEPS:
         past_len = t - 1
         token = rng.standard_normal((1, 1, config.d_model), dtype=np.float32)
@@ -138,7 +142,7 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
         for kind, session in sessions.items():
             if variants[kind][0] == "concat":
                 feed = {"token": token, **{f"past_key_values.{n}": p for n, p in past.items()}}
-                calls[f"{kind}_ms_t{t}"] = (session.run, None, feed)
+                groups[kind][f"{kind}_ms_t{t}"] = (session.run, None, feed)
             else:  # the same past, in fixed buffers; each call rewrites entry t - 1
                 shape = (1, config.heads, config.max_context, config.head_dim)
                 int8 = variants[kind][2] == "int8"
@@ -146,8 +150,8 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
                 for n, p in past.items():
                     buffers[n][:, :, :past_len] = np.clip(np.round(p / KV8_SCALE), -127, 127) if int8 else p
                 feed = {"token": token, "step": np.array([past_len], dtype=np.int64)}
-                calls[f"{kind}_ms_t{t}"] = (InPlaceStep(session, buffers), feed)
-        calls[f"torch_cache_ms_t{t}"] = (
+                groups[kind][f"{kind}_ms_t{t}"] = (InPlaceStep(session, buffers), feed)
+        groups["torch"][f"torch_cache_ms_t{t}"] = (
             torch_decoder_cached,
             decoder,
             torch.from_numpy(token),
@@ -155,17 +159,12 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
             past_len,
         )
         history, episode = torch.randn(1, t, config.d_model), torch.zeros(1, t, dtype=torch.long)
-        calls[f"torch_recompute_ms_t{t}"] = (decoder.forward_sequence, history, episode)
+        groups["torch"][f"torch_recompute_ms_t{t}"] = (decoder.forward_sequence, history, episode)
+    out = {}
     with torch.inference_mode():
-        out = {}
-        # One variant at a time (ONNX Runtime's threads spin after a call and would slow whatever runs next),
-        # its t = 1, 100, 500 calls in turn, so the growth ratio sees no drift; torch's two variants together.
-        for kind in [*sessions, "torch"]:
-            group = {name: call for name, call in calls.items() if name.startswith(kind + "_")}
-            if kind != "torch":
-                group = {name: call for name, call in group.items() if name.startswith(f"{kind}_ms_")}
-            out.update(interleaved_median_ms(repeats, group))
-        return out
+        for calls in groups.values():
+            out.update(interleaved_median_ms(repeats, calls))
+    return out
 
 
 def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> dict[str, float]:

@@ -219,6 +219,11 @@ def policy_terms(logits, index, actions, old_logprob, advantages, clip) -> dict[
     return {"policy_loss": policy_loss, "entropy": entropy, "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
 
+def actor_loss(terms: dict[str, torch.Tensor], config: PPOConfig) -> torch.Tensor:
+    """What the actor minimises: the clipped surrogate less the entropy bonus (none in the FLaRe recipe)."""
+    return terms["policy_loss"] - config.entropy_coef * terms["entropy"]
+
+
 def value_loss(values, index, returns) -> torch.Tensor:
     """The critic's side of `ppo_losses`."""
     return 0.5 * (_gather(values, index[:, :-1]) - returns).pow(2).mean()
@@ -247,7 +252,7 @@ class SeparateNetworkStep:
             terms = policy_terms(model.actor.sequence(mb)["logits"], index, actions, old_logprob, advantages,
                                  config.clip)  # fmt: skip
             if not warmup:
-                (terms["policy_loss"] - config.entropy_coef * terms["entropy"]).backward()
+                actor_loss(terms, config).backward()
         terms["value_loss"] = critic_done.result()
         return terms
 
@@ -423,7 +428,7 @@ def train_ppo(config: PPOConfig) -> Path:
                     terms = ppo_losses(model, mb, *args, config.clip)
                     loss = config.value_coef * terms["value_loss"]
                     if not warmup:
-                        loss = loss + terms["policy_loss"] - config.entropy_coef * terms["entropy"]
+                        loss = loss + actor_loss(terms, config)
                     loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()

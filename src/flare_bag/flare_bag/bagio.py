@@ -111,9 +111,9 @@ class FlareBag:
         Topics have no order between them, so an episode's last completion or its "finished" status can be
         logged after the next episode's goal: an episode stays open for `_CLOSING_NS` of bag time after the
         next goal, and late messages go to the episode they belong to (by command id, by goal). Likewise a new
-        episode's first commands can be logged before its goal: commands of another policy episode than the
-        open one's (or with none open) are held, and open the next goal's episode when they are its steps
-        0, 1, ... logged within `_CLOSING_NS` before it.
+        episode's first commands can be logged before its goal: the policy node's commands (episode number and
+        a frame stamp per camera) of another policy episode than the open one's, or with none open, are held,
+        and open the next goal's episode when they are its steps 0, 1, ... logged within `_CLOSING_NS` before.
         """
         role_of = {topic: role for role, topic in self.topics.items()}
         wanted = [c for c in self.reader.connections if c.topic in role_of]
@@ -153,9 +153,9 @@ class FlareBag:
                 for decision in _opening(early, log_ns):
                     decision.index = len(current.episode.decisions)
                     decision.frames = {
-                        name: f or _pick(recent[name], decision.command.frames.get(name), 0, log_ns)
+                        name: f or _pick(recent[name], decision.command.frames[name], 0, log_ns)
                         for name, f in decision.frames.items()
-                    }  # frames logged between the command and the goal
+                    }  # frames logged between the command and the goal (held commands carry every stamp)
                     current.add(decision)
                 early = []
             elif role == "action":
@@ -166,8 +166,9 @@ class FlareBag:
                         episode = current.episode
                         episode.problem = episode.problem or f"decision {len(episode.decisions)}: {err}"
                     continue
-                if command.episode and (current is None or current.policy_episode not in (None, command.episode)):
-                    frames = {name: _pick(recent[name], command.frames.get(name), 0, log_ns) for name in self.cameras}
+                stamped = all(name in command.frames for name in self.cameras)  # frames findable by stamp alone
+                if stamped and command.episode and _belongs_to_next_goal(current, command):
+                    frames = {name: _pick(recent[name], command.frames[name], 0, log_ns) for name in self.cameras}
                     early.append(Decision(0, command.action, log_ns, frames, command))
                     continue
                 if current is None:
@@ -245,6 +246,12 @@ class _Open:
 
     def finish(self) -> Episode:
         return _finished(self.episode, self.waiting)
+
+
+def _belongs_to_next_goal(current: _Open | None, command: protocol.ActionCommand) -> bool:
+    """Whether a command belongs to an episode whose goal is not logged yet: none is open, or the open one is
+    another policy episode."""
+    return current is None or current.policy_episode not in (None, command.episode)
 
 
 def _opening(early: list[Decision], goal_ns: int) -> list[Decision]:

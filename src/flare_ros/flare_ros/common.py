@@ -122,8 +122,9 @@ def _drain(executor, node: Node, quiet_s: float) -> None:
     taken = getattr(node, "count", 0)
     while rclpy.ok() and time.monotonic() - last_change < quiet_s and time.monotonic() - start < DRAIN_MAX_S:
         executor.spin_once(timeout_sec=0.05)
-        if getattr(node, "count", 0) != taken:
-            taken, last_change = getattr(node, "count", 0), time.monotonic()
+        now_taken = getattr(node, "count", 0)
+        if now_taken != taken:
+            taken, last_change = now_taken, time.monotonic()
 
 
 class StartupError(RuntimeError):
