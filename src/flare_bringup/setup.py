@@ -8,12 +8,10 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
-    package_data={PACKAGE: ["config/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),  # launch -> ../../launch
-        (f"share/{PACKAGE}/config", glob(f"{PACKAGE}/config/*.yaml")),
         (f"share/{PACKAGE}/models/gridhouse_demo", glob("models/gridhouse_demo/*")),  # models -> ../../models
     ],
     zip_safe=False,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from flare_core import protocol
-
-CAMERAS = ("nav", "manip")
+from flare_core.protocol import CAMERAS
 
 # relative topic -> message type
 RECORDED: dict[str, str] = {

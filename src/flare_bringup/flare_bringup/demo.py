@@ -18,12 +18,14 @@ from tqdm import tqdm
 
 from flare_bringup.graph import Graph, default_model
 from flare_bringup.runner import EpisodeRunner, GraphError
-from flare_ros.robots import ROBOT_EMBODIMENT, ROBOTS
+from flare_robots.robot import get_robot, robots
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--robot", choices=ROBOTS, default="stretch", help="simulated robot (default: stretch)")
+    parser.add_argument(
+        "--robot", choices=tuple(robots()), default="stretch", help="simulated robot (default: stretch)"
+    )
     parser.add_argument("--families", nargs="+", default=["objectnav", "pickup"], help="task families")
     parser.add_argument("--episodes", type=int, default=10, help="unseen houses per family (default: 10)")
     parser.add_argument("--model", default="", help="model directory (default: the shipped demo model)")
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     from flare_sim.onnx_eval import evaluate_exported
 
     reference = evaluate_exported(model, tuple(args.families), args.episodes, greedy=True, progress=False,
-                                  robot=ROBOT_EMBODIMENT[args.robot])  # fmt: skip
+                                  robot=get_robot(args.robot).embodiment)  # fmt: skip
     print(f"\n{len(outcomes)} episodes over ROS 2 in {elapsed:.0f} s (greedy; unseen houses 0..{args.episodes - 1})")
     print(f"{'family':<12} {'graph success':>14} {'in-sim runtime':>15} {'mean steps':>11}")
     for family in args.families:

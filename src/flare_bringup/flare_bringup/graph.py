@@ -19,7 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flare_ros.robots import REAL_BACKENDS, ROBOTS, SIM_BACKEND
+from flare_core.protocol import CAMERAS
+from flare_robots.robot import SIM_BACKEND, get_robot, robots
+
+ROBOTS = tuple(robots())
 
 DEMO_MODEL = "gridhouse_demo"
 
@@ -34,7 +37,8 @@ class NodeSpec:
 
 
 def config_file(robot: str) -> Path:
-    return Path(__file__).resolve().parent / "config" / f"{robot}.yaml"
+    """The robot's graph parameters: `config.yaml` in its `flare_robots/<robot>/` folder."""
+    return get_robot(robot).config
 
 
 def default_model() -> Path:
@@ -66,10 +70,11 @@ def graph_nodes(
     bag recorder when `record` names a bag directory to create."""
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot {robot!r}; use one of {', '.join(ROBOTS)}")
+    real_backends = get_robot(robot).real_backends
     if real:
-        backend = backend or REAL_BACKENDS[robot][0]
-        if backend not in REAL_BACKENDS[robot]:
-            raise ValueError(f"{robot} real backends are {', '.join(REAL_BACKENDS[robot])}, not {backend!r}")
+        backend = backend or real_backends[0]
+        if backend not in real_backends:
+            raise ValueError(f"{robot} real backends are {', '.join(real_backends)}, not {backend!r}")
     elif backend not in ("", SIM_BACKEND):
         raise ValueError(f"backend {backend!r} needs robot:=real; the simulated robot's backend is sim")
     backend = backend if real else SIM_BACKEND
@@ -81,9 +86,7 @@ def graph_nodes(
         NodeSpec("flare_ros", f"{robot}_bridge", "flare_ros.bridge_node", f"{robot}_bridge", {"backend": backend}),
     ]
     if real:
-        nodes += [
-            NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in ("nav", "manip")
-        ]
+        nodes += [NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in CAMERAS]
     if record:
         nodes.append(NodeSpec("flare_bag", "recorder", "flare_bag.record", "flare_recorder",
                               {"path": record, "storage": storage}))  # fmt: skip

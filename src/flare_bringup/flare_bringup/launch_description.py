@@ -3,7 +3,8 @@ not on PyPI): turns `graph.graph_nodes` into launch_ros Nodes, so both ways of s
 
 from __future__ import annotations
 
-from flare_bringup.graph import REAL_BACKENDS, config_file, graph_nodes
+from flare_bringup.graph import config_file, graph_nodes
+from flare_robots.robot import get_robot
 
 
 def robot_launch_description(robot: str):
@@ -12,6 +13,8 @@ def robot_launch_description(robot: str):
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
+
+    backends = " | ".join(get_robot(robot).real_backends)
 
     def nodes(context, *args, **kwargs):
         real = LaunchConfiguration("robot").perform(context) == "real"
@@ -37,7 +40,7 @@ def robot_launch_description(robot: str):
             DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "real"],
                                   description="sim: the simulated robot (gridhouse); real: the hardware"),
             DeclareLaunchArgument("backend", default_value="",
-                                  description=f"real backend: {' | '.join(REAL_BACKENDS[robot])} (default the first)"),
+                                  description=f"real backend: {backends} (default the first)"),
             DeclareLaunchArgument("model", default_value="",
                                   description="directory with policy.onnx + model.json (default: shipped demo)"),
             DeclareLaunchArgument("greedy", default_value="true", choices=["true", "false"],

@@ -81,7 +81,7 @@ class EpisodeRunner:
             protocol.ACTION: 2,  # bridge + runner
             protocol.ACTION_DONE: 2,  # policy + runner
             protocol.POLICY_STATUS: 1,
-            **{protocol.camera_topic(c): 1 for c in ("nav", "manip")},
+            **{protocol.camera_topic(c): 1 for c in protocol.CAMERAS},
         }
 
         def unmatched() -> list[str]:

@@ -14,12 +14,12 @@ class Joint(StrEnum):
     """What an action moves (or, for the episode-control actions, what it signals)."""
 
     BASE_TRANSLATE = "base_translate"  # metres, + forward
-    BASE_ROTATE = "base_rotate"  # radians, + counter-clockwise (left), ROS REP 103
+    BASE_ROTATE = "base_rotate"  # radians, + counter-clockwise seen from above (left), ROS REP 103
     LIFT = "lift"  # metres, + up
     ARM = "arm"  # metres, + extend
-    WRIST_YAW = "wrist_yaw"  # radians, + counter-clockwise
+    WRIST_YAW = "wrist_yaw"  # radians, + counter-clockwise seen from above (as stretch_body's wrist_yaw)
     GRIPPER = "gripper"  # pick (close on an object) or drop (open)
-    CAMERA_TILT = "camera_tilt"  # radians, + up (LoCoBot's re-purposed arm slots)
+    CAMERA_TILT = "camera_tilt"  # radians, + up (LoCoBot's re-purposed lift slots; Interbotix's tilt is + down)
     EPISODE = "episode"  # end the episode or mark a sub-goal; nothing moves
 
 
@@ -50,8 +50,8 @@ ACTIONS: tuple[Action, ...] = (
     Action(10, "zp", "arm out 0.1 m", Joint.ARM, 0.1),
     Action(11, "yp", "lift up 0.1 m", Joint.LIFT, 0.1),
     Action(12, "ym", "lift down 0.1 m", Joint.LIFT, -0.1),
-    Action(13, "wp", "wrist yaw -10 deg", Joint.WRIST_YAW, -10 * _DEG),
-    Action(14, "wm", "wrist yaw +10 deg", Joint.WRIST_YAW, 10 * _DEG),
+    Action(13, "wp", "wrist yaw 10 deg counter-clockwise", Joint.WRIST_YAW, 10 * _DEG),
+    Action(14, "wm", "wrist yaw 10 deg clockwise", Joint.WRIST_YAW, -10 * _DEG),
     Action(15, "yms", "lift down 0.02 m", Joint.LIFT, -0.02),
     Action(16, "zms", "arm in 0.02 m", Joint.ARM, -0.02),
     Action(17, "zps", "arm out 0.02 m", Joint.ARM, 0.02),

@@ -28,6 +28,7 @@ class Progress:
 
     done: bool = False
     error: str = ""  # non-empty: the motion failed
+    clipped: str = ""  # non-empty with `done`: it ended short of what was asked, and why
     holding: bool | None = None
     episode_over: bool = False
     success: bool | None = None
@@ -68,6 +69,9 @@ class RobotBackend(ABC):
     def emergency_stop(self) -> None:
         """The e-stop: at least `halt`; a robot with a hardware run-stop triggers it."""
         self.halt()
+
+    def release_estop(self) -> None:  # noqa: B027 (optional hook: robots without a run-stop have nothing to reset)
+        """The e-stop was released: reset a hardware run-stop that `emergency_stop` triggered."""
 
     def close(self) -> None:  # noqa: B027 (optional hook: most backends hold nothing to release)
         """Release the hardware (called on shutdown after `halt`)."""
@@ -160,8 +164,11 @@ class ActionBridge:
             return None
         self.current = None
         self.last_command_at = now  # the watchdog counts from the end of the last motion
+        if progress.clipped:
+            self._event(f"action {command.action!r} (id {command.id}) clipped: {progress.clipped}", logging.WARNING)
         return ActionDone(
-            command.id, command.action, Result.DONE, "", stamp_ns,
+            command.id, command.action, Result.CLIPPED if progress.clipped else Result.DONE, progress.clipped,
+            stamp_ns,
             holding=progress.holding, episode_over=progress.episode_over, success=progress.success,
         )  # fmt: skip
 
@@ -169,6 +176,7 @@ class ActionBridge:
         """Engage (halt now, abort the motion in progress) or release the e-stop."""
         if not engaged:
             if self.estopped:
+                self.backend.release_estop()
                 self._event("e-stop released: commands are accepted again")
             self.estopped = False
             return None

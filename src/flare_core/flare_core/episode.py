@@ -97,7 +97,9 @@ class PolicyLoop:
         self.pending = None
         if done.holding is not None:
             self.holding = done.holding
-        if done.result != Result.DONE:
+        if done.result == Result.CLIPPED:
+            log.info("action %r clipped: %s", done.action, done.message)  # as in simulation: a move cut short
+        elif done.result != Result.DONE:
             self._finish(f"action {done.action!r} {done.result}: {done.message}", stopped=True)
             return
         self.step += 1

@@ -23,6 +23,9 @@ SIM_RESET = "flare/sim/reset"  # std_msgs/String: {"family": ..., "house": ...};
 SIM_TASK = "flare/sim/task"  # std_msgs/String: the task the simulated world posed, with its goal text
 
 
+CAMERAS = ("nav", "manip")  # the policy's cameras (SPOC/FLaRe: navigation, manipulation), in observation order
+
+
 def camera_topic(camera: str) -> str:
     """sensor_msgs/Image topic of a policy camera (`nav`, `manip`, ...)."""
     return f"flare/camera/{camera}/image"
@@ -34,8 +37,9 @@ class ProtocolError(ValueError):
 
 class Result(StrEnum):
     DONE = "done"  # the motion finished
+    CLIPPED = "clipped"  # it finished short of what was asked (a soft limit); the message says how far it went
     REFUSED = "refused"  # not attempted: masked, unknown, busy, e-stopped, robot not ready; nothing moved
-    FAILED = "failed"  # attempted and went wrong (driver error, timeout)
+    FAILED = "failed"  # attempted and went wrong (driver error, timeout, the robot ignored it); nothing to trust
     STOPPED = "stopped"  # halted part-way by an e-stop
 
 

@@ -1,5 +1,6 @@
-"""Robot backends behind `flare_core.bridge.RobotBackend`: Stretch RE1 through stretch_body, LoCoBot through
-interbotix_xs_modules. The SDKs are imported lazily, on the robot only; `fakes` stands in for them in tests."""
+"""The robots of the FLaRe stack, one folder each (`stretch/`, `locobot/`): a `RobotSpec` naming the embodiment,
+backends and graph parameters, the backends themselves (SDKs imported lazily, on the robot only) and fakes of
+those SDKs for tests. See `robot.py`, and "Adding a robot" in the README."""
 
 from flare_robots.errors import BackendUnavailable
 

@@ -5,8 +5,9 @@ flare/sim/reset (String, simulated robot only).
 Publishes: flare/action_done (String, ActionDone JSON), flare/bridge/status (String JSON events);
 the simulated robot also publishes its cameras (flare/camera/<camera>/image) and flare/sim/task.
 Parameters: backend (stretch: sim | stretch_body | stretch_driver; locobot: sim | interbotix | cmd_vel),
-control_hz, command_timeout_s, motion_timeout_s; sim_motion_s, camera_hz, publish_camera (simulated robot);
-embodiment (stretch_body: stretch_re1 | stretch_nav), linear_m_s, angular_rad_s, cmd_vel_topic (velocity bases).
+control_hz, command_timeout_s, motion_timeout_s; sim_motion_s, camera_hz, publish_camera (simulated robot); and
+the robot's backend parameters (`flare_robots.<robot>` spec: embodiment, base_type, cmd_vel_topic, odom_topic,
+linear_m_s, angular_rad_s, settle_s).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from std_msgs.msg import Bool, String
 
 from flare_core import protocol
 from flare_core.bridge import ActionBridge, BridgeConfig, RobotBackend
+from flare_core.protocol import CAMERAS
+from flare_robots.robot import SIM_BACKEND, get_robot, robots
 from flare_ros.common import (
     COMMAND_QOS,
     IMAGE_QOS,
@@ -32,7 +35,6 @@ from flare_ros.common import (
     run_node,
     string,
 )
-from flare_ros.robots import ROBOT_EMBODIMENT, ROBOTS, SIM_BACKEND, backends
 
 
 def parameters(robot: str) -> dict:
@@ -45,10 +47,7 @@ def parameters(robot: str) -> dict:
         "sim_motion_s": 0.05,
         "camera_hz": 10.0,
         "publish_camera": True,
-        "embodiment": ROBOT_EMBODIMENT[robot],
-        "linear_m_s": 0.2,
-        "angular_rad_s": 0.5,
-        "cmd_vel_topic": "/stretch/cmd_vel" if robot == "stretch" else "/locobot/mobile_base/cmd_vel",
+        **get_robot(robot).bridge_parameters,
     }
 
 
@@ -56,10 +55,11 @@ class BridgeNode(Node):
     def __init__(self, robot: str) -> None:
         super().__init__(f"{robot}_bridge")
         route_core_logs(self)
-        self.robot = robot
+        self.robot, self.spec = robot, get_robot(robot)
         p = declare_parameters(self, parameters(robot))
-        if p["backend"] not in backends(robot):
-            raise StartupError(f"backend {p['backend']!r} unknown for {robot}; use one of {', '.join(backends(robot))}")
+        if p["backend"] not in self.spec.all_backends:
+            raise StartupError(f"backend {p['backend']!r} unknown for {robot}; "
+                               f"use one of {', '.join(self.spec.all_backends)}")  # fmt: skip
         self.backend = self._make_backend(p)
         period = 1.0 / p["control_hz"]
         self.bridge = ActionBridge(self.backend, BridgeConfig(period, p["command_timeout_s"], p["motion_timeout_s"]),
@@ -75,7 +75,7 @@ class BridgeNode(Node):
             self.create_subscription(String, protocol.SIM_RESET, self.on_sim_reset, COMMAND_QOS)
             self.camera_pubs = {}
             if p["publish_camera"]:
-                for camera in ("nav", "manip"):
+                for camera in CAMERAS:
                     self.camera_pubs[camera] = self.create_publisher(Image, protocol.camera_topic(camera), IMAGE_QOS)
                 self.create_timer(1.0 / p["camera_hz"], self.publish_frames)
         info = self.backend.info
@@ -94,19 +94,8 @@ class BridgeNode(Node):
             if p["backend"] == SIM_BACKEND:
                 from flare_sim.robot import SimulatedRobot
 
-                return SimulatedRobot(ROBOT_EMBODIMENT[self.robot], motion_s=p["sim_motion_s"])
-            if p["backend"] == "stretch_body":
-                from flare_robots.stretch_body_backend import StretchBodyBackend, StretchBodyConfig
-
-                return StretchBodyBackend(config=StretchBodyConfig(embodiment=p["embodiment"]))
-            if p["backend"] == "interbotix":
-                from flare_robots.interbotix_backend import InterbotixBackend, InterbotixConfig
-
-                return InterbotixBackend(config=InterbotixConfig(linear_m_s=p["linear_m_s"],
-                                                                 angular_rad_s=p["angular_rad_s"]))  # fmt: skip
-            from flare_ros.topic_backends import CmdVelBackend
-
-            return CmdVelBackend(self, self.robot, p["cmd_vel_topic"], p["linear_m_s"], p["angular_rad_s"])
+                return SimulatedRobot(self.spec.embodiment, motion_s=p["sim_motion_s"])
+            return self.spec.make_backend(p["backend"], self, p)
         except BackendUnavailable as err:
             raise StartupError(f"{self.robot} backend {p['backend']!r} unavailable: {err}") from None
 
@@ -179,7 +168,7 @@ class BridgeNode(Node):
 
 
 def main(robot: str | None = None) -> None:
-    robot = robot or (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in ROBOTS else "stretch")
+    robot = robot or (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in robots() else "stretch")
     run_node(lambda: BridgeNode(robot))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -74,29 +75,28 @@ def declare_parameters(node: Node, defaults: dict) -> dict:
 
 
 def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
-    """Init, spin until Ctrl-C or shutdown, clean up; a node that cannot start says why and exits 1.
+    """Init, spin until Ctrl-C/SIGTERM or shutdown, clean up; a node that cannot start says why and exits 1.
 
-    With `drain_s`, Ctrl-C/SIGINT does not tear ROS down at once: the node keeps taking the messages that had
-    already reached it until none has come for `drain_s` (a node's `count` of messages taken says so; at most
-    `DRAIN_MAX_S`), then closes. A recorder stopped right after a run, still writing a backlog of frames,
-    would otherwise lose the run's last messages behind them. rclpy's own SIGINT handler would invalidate the
-    context first, so it is not installed and the node spins in short slices that let Python raise
-    KeyboardInterrupt.
+    rclpy's own signal handler is not installed: it would invalidate the ROS context on SIGINT before the
+    node's `close()` runs, and a bridge's last stop command to the base would then fail ("publisher's context
+    is invalid"). Instead SIGINT and SIGTERM raise KeyboardInterrupt (re-installed after the node is made,
+    because stretch_body's `Robot.startup()` replaces both), the node spins in short slices so Python can
+    raise it, and `close()` runs while the context is still valid.
+
+    With `drain_s`, the node keeps taking the messages that had already reached it until none has come for
+    `drain_s` (a node's `count` of messages taken says so; at most `DRAIN_MAX_S`), then closes. A recorder
+    stopped right after a run, still writing a backlog of frames, would otherwise lose the run's last messages.
     """
-    if drain_s > 0:
-        rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    else:
-        rclpy.init(args=sys.argv)
+    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    _raise_on_stop_signals()
     node = None
     executor = SingleThreadedExecutor()  # one executor holding the node (rclpy.spin_once re-adds it every call)
     try:
         node = make()
+        _raise_on_stop_signals()
         executor.add_node(node)
-        if drain_s > 0:
-            while rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-        else:
-            executor.spin()
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_SLICE_S)
     except KeyboardInterrupt:
         if node is not None and drain_s > 0:
             _drain(executor, node, drain_s)
@@ -104,6 +104,8 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
         print(f"[FATAL] {err}", file=sys.stderr, flush=True)
         sys.exit(1)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
@@ -111,6 +113,17 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+SPIN_SLICE_S = 0.1  # longest a stop signal waits to be noticed; messages are handled as they come
+
+
+def _raise_on_stop_signals() -> None:
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 DRAIN_MAX_S = 8.0  # below the 10 s a graph gives its nodes to stop before it kills them
