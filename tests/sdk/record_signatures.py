@@ -3,7 +3,9 @@
     python tests/sdk/record_signatures.py --stretch-body DIR[@REF] --interbotix DIR[@REF] > tests/sdk/signatures.json
 
 DIR is a git checkout (or bare mirror) of hello-robot/stretch_body or Interbotix/interbotix_ros_toolboxes; REF
-defaults to HEAD for stretch_body and to the `jazzy` branch for Interbotix (its `main` is ROS 1). Each method
+defaults to HEAD for stretch_body and to the `jazzy` branch for Interbotix (its `main` is ROS 1). The entry
+`...InterbotixLocobotXS@f256c9d` (the API after PR #82, which the LoCoBot backend is written against) was added
+by hand from that commit's locobot.py, as the fetched mirror predates the merge. Each method
 is kept as its parameter names, kinds and default expressions (annotations dropped), the form
 `sdk_signatures.signature_of` gives the fakes, so `tests/test_sdk_fakes.py` can hold the fakes to the SDKs.
 """

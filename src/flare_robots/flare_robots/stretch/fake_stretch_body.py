@@ -91,8 +91,10 @@ class Stepper:
 
     MIRRORS = ("stretch_body.stepper.StepperBase",)
 
-    def __init__(self, track: _Track, calibrated: bool = True) -> None:
-        self.track, self.pos_calibrated = track, calibrated
+    def __init__(self, usb, name=None):
+        self.usb, self.name = usb, name
+        self.track = _Track()  # replaced by the joint's own
+        self.pos_calibrated = True
         self.hw: FakeHardware | None = None
 
     @property
@@ -108,6 +110,12 @@ class Stepper:
             "runstop_on": bool(self.hw and self.hw.runstopped),
             "in_guarded_event": False,
         }
+
+
+def _stepper(usb: str, track: _Track) -> Stepper:
+    motor = Stepper(usb)
+    motor.track = track
+    return motor
 
 
 class _QueuedJoint:
@@ -136,7 +144,7 @@ class PrismaticJoint(_QueuedJoint):
     def __init__(self, name, usb=None):
         super().__init__(name)
         self.track = _Track(0.3)
-        self.motor = Stepper(self.track)
+        self.motor = _stepper(f"/dev/hello-motor-{name}", self.track)
         self.soft_motion_limits = {"collision": [None, None], "user": [None, None], "hard": [0.0, 1.1],
                                    "current": [0.0, 1.1]}  # fmt: skip
         self.in_collision_stop = {"pos": False, "neg": False}
@@ -195,7 +203,7 @@ class Arm(PrismaticJoint):
     def __init__(self, usb=None):
         super().__init__("arm")
         self.track = _Track(0.1)
-        self.motor = Stepper(self.track)
+        self.motor = _stepper("/dev/hello-motor-arm", self.track)
         self.soft_motion_limits["hard"] = self.soft_motion_limits["current"] = [0.0, 0.52]
 
 
@@ -207,7 +215,8 @@ class Base(_QueuedJoint):
     def __init__(self, usb_left=None, usb_right=None):
         super().__init__("base")
         self.x, self.theta = _Track(), _Track()
-        self.left_wheel, self.right_wheel = Stepper(self.x), Stepper(self.theta)
+        self.left_wheel = _stepper("/dev/hello-motor-left-wheel", self.x)
+        self.right_wheel = _stepper("/dev/hello-motor-right-wheel", self.theta)
         self._velocity_stop = False
 
     @property
@@ -247,8 +256,9 @@ class DynamixelXL430:
 
     MIRRORS = ("stretch_body.dynamixel_XL430.DynamixelXL430",)
 
-    def __init__(self, track: _Track) -> None:
-        self.track = track
+    def __init__(self, dxl_id, usb, port_handler=None, pt_lock=None, baud=115200, logger=logging.getLogger()):  # noqa: B008
+        self.dxl_id, self.usb = dxl_id, usb
+        self.track = _Track()  # replaced by the joint's own
 
     def is_moving(self):
         return self.track.moving()
@@ -268,7 +278,8 @@ class DynamixelHelloXL430:
     def __init__(self, name, chain=None, usb=None):
         self.name = name
         self.track = _Track(0.0)
-        self.motor = DynamixelXL430(self.track)
+        self.motor = DynamixelXL430(13, "/dev/hello-dynamixel-wrist")
+        self.motor.track = self.track
         self.params = {"req_calibration": 1}
         self.is_calibrated = 1
         self.was_runstopped = False
