@@ -69,3 +69,53 @@ def test_masked_action_motion_is_refused_naming_the_valid_ones():
 def test_unknown_embodiment():
     with pytest.raises(ValueError, match="unknown embodiment 'spot'.*stretch_re1"):
         get_embodiment("spot")
+
+
+# SPOC's AI2-THOR mapping of each action (FLaRe environment/stretch_controller.py `agent_step`, SPOC @ baaa237
+# stretch_controller.py:514-585; constants AGENT_MOVEMENT_CONSTANT 0.2, AGENT_ROTATION_DEG 30, ARM_MOVE_CONSTANT
+# 0.1, WRIST_ROTATION 10): (THOR action, the argument that moves, its value). AI2-THOR is left-handed with y up:
+# RotateAgent/RotateRightQuick +degrees turns clockwise seen from above, RotateWristRelative -yaw turns the wrist
+# counter-clockwise; MoveArm y is the lift (+ up), z the extension (+ out); MoveAgent ahead + is forward.
+SPOC_THOR = {
+    "m": ("MoveAgent", "ahead", 0.2), "b": ("MoveAgent", "ahead", -0.2),
+    "r": ("RotateAgent", "degrees", 30), "l": ("RotateAgent", "degrees", -30),
+    "rs": ("RotateAgent", "degrees", 6), "ls": ("RotateAgent", "degrees", -6),
+    "yp": ("MoveArm", "y", 0.1), "ym": ("MoveArm", "y", -0.1), "yps": ("MoveArm", "y", 0.02), "yms": ("MoveArm", "y", -0.02),
+    "zp": ("MoveArm", "z", 0.1), "zm": ("MoveArm", "z", -0.1), "zps": ("MoveArm", "z", 0.02), "zms": ("MoveArm", "z", -0.02),
+    "wp": ("RotateWristRelative", "yaw", -10), "wm": ("RotateWristRelative", "yaw", 10),
+}  # fmt: skip
+
+
+def thor_to_physical(thor_action: str, value: float) -> tuple[Joint, float]:
+    """A THOR motion in this project's physical convention (REP 103: + yaw = counter-clockwise from above)."""
+    if thor_action == "MoveAgent":
+        return Joint.BASE_TRANSLATE, value
+    if thor_action == "RotateAgent":
+        return Joint.BASE_ROTATE, -np.radians(value)  # left-handed: + is clockwise
+    if thor_action == "RotateWristRelative":
+        return Joint.WRIST_YAW, -np.radians(value)  # left-handed: - is counter-clockwise
+    raise AssertionError(thor_action)
+
+
+@pytest.mark.parametrize("name", sorted(SPOC_THOR))
+def test_every_action_moves_the_way_spoc_moves_it_in_ai2thor(name):
+    action = action_by_name(name)
+    thor_action, axis, value = SPOC_THOR[name]
+    if thor_action == "MoveArm":
+        joint, delta = {"y": Joint.LIFT, "z": Joint.ARM}[axis], value
+    else:
+        joint, delta = thor_to_physical(thor_action, value)
+    assert action.joint is joint and action.delta == pytest.approx(delta)
+
+
+def test_wrist_plus_is_counter_clockwise_as_spoc_says():
+    assert action_by_name("wp").delta > 0 > action_by_name("wm").delta  # SPOC README: wp = counter-clockwise
+    assert "counter-clockwise" in action_by_name("wp").description
+
+
+def test_locobot_camera_up_is_negative_interbotix_tilt():
+    from flare_robots.locobot.fake_interbotix import TILT_LIMITS
+
+    up = get_embodiment("locobot").motions["yp"]
+    assert up.joint is Joint.CAMERA_TILT and up.delta > 0  # the core: + up
+    assert TILT_LIMITS[0] < 0 < TILT_LIMITS[1] and abs(TILT_LIMITS[0]) > TILT_LIMITS[1]  # URDF: 90 deg up, 75 down

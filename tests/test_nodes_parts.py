@@ -6,45 +6,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-import rclpy
-from geometry_msgs.msg import Twist
-from rclpy.executors import SingleThreadedExecutor
 
-from flare_core.bridge import ActionBridge
-from flare_core.protocol import ActionCommand, Result
 from flare_ros.camera_node import FrameSource, adjust
-from flare_ros.common import COMMAND_QOS, StartupError
-from flare_ros.topic_backends import CmdVelBackend
-
-
-def test_cmd_vel_backend_sends_timed_twists_and_zero_at_the_end():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        node = rclpy.create_node("cmd_vel_test", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        received: list[tuple[float, float]] = []
-        node.create_subscription(Twist, "test/cmd_vel", lambda m: received.append((m.linear.x, m.angular.z)),
-                                 COMMAND_QOS)  # fmt: skip
-        backend = CmdVelBackend(node, "locobot", "test/cmd_vel", linear_m_s=1.0, angular_rad_s=2.0)
-        assert "yp" not in backend.embodiment.valid_names  # no camera tilt through cmd_vel
-        bridge = ActionBridge(backend, now=time.monotonic())
-        assert bridge.submit(ActionCommand("yp"), time.monotonic()).result == Result.REFUSED
-        assert bridge.submit(ActionCommand("l"), time.monotonic()) is None  # 30 deg at 2 rad/s: 0.26 s
-        done, deadline = None, time.monotonic() + 5
-        while done is None and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.02)
-            done = bridge.tick(time.monotonic())
-        for _ in range(20):
-            executor.spin_once(timeout_sec=0.02)
-        assert done is not None and done.result == Result.DONE
-        assert received[0] == (0.0, 2.0) and received[-1] == (0.0, 0.0)
-        assert all(v in ((0.0, 2.0), (0.0, 0.0)) for v in received)
-        executor.shutdown()
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=context)
+from flare_ros.common import StartupError
 
 
 def test_camera_sources_video_and_folder(tmp_path):

@@ -14,7 +14,7 @@ from flare_robots.locobot import fake_interbotix
 from flare_robots.stretch import fake_stretch_body
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sdk"))
-from sdk_signatures import signature_of  # noqa: E402
+from sdk_signatures import signature_of
 
 RECORDED = json.loads((Path(__file__).resolve().parent / "sdk" / "signatures.json").read_text())
 REAL = {name: entry["methods"] for sdk in RECORDED.values() for name, entry in sdk["classes"].items()}
