@@ -80,8 +80,10 @@ SPOC_THOR = {
     "m": ("MoveAgent", "ahead", 0.2), "b": ("MoveAgent", "ahead", -0.2),
     "r": ("RotateAgent", "degrees", 30), "l": ("RotateAgent", "degrees", -30),
     "rs": ("RotateAgent", "degrees", 6), "ls": ("RotateAgent", "degrees", -6),
-    "yp": ("MoveArm", "y", 0.1), "ym": ("MoveArm", "y", -0.1), "yps": ("MoveArm", "y", 0.02), "yms": ("MoveArm", "y", -0.02),
-    "zp": ("MoveArm", "z", 0.1), "zm": ("MoveArm", "z", -0.1), "zps": ("MoveArm", "z", 0.02), "zms": ("MoveArm", "z", -0.02),
+    "yp": ("MoveArm", "y", 0.1), "ym": ("MoveArm", "y", -0.1),
+    "yps": ("MoveArm", "y", 0.02), "yms": ("MoveArm", "y", -0.02),
+    "zp": ("MoveArm", "z", 0.1), "zm": ("MoveArm", "z", -0.1),
+    "zps": ("MoveArm", "z", 0.02), "zms": ("MoveArm", "z", -0.02),
     "wp": ("RotateWristRelative", "yaw", -10), "wm": ("RotateWristRelative", "yaw", 10),
 }  # fmt: skip
 

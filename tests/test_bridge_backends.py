@@ -65,8 +65,10 @@ STRETCH_BODY_SIGNS = {
     "m": ("base", "x", 0.2), "b": ("base", "x", -0.2),
     "r": ("base", "theta", -np.pi / 6), "l": ("base", "theta", np.pi / 6),
     "rs": ("base", "theta", -np.pi / 30), "ls": ("base", "theta", np.pi / 30),
-    "zp": ("arm", "goal", 0.1), "zm": ("arm", "goal", -0.1), "zps": ("arm", "goal", 0.02), "zms": ("arm", "goal", -0.02),
-    "yp": ("lift", "goal", 0.1), "ym": ("lift", "goal", -0.1), "yps": ("lift", "goal", 0.02), "yms": ("lift", "goal", -0.02),
+    "zp": ("arm", "goal", 0.1), "zm": ("arm", "goal", -0.1),
+    "zps": ("arm", "goal", 0.02), "zms": ("arm", "goal", -0.02),
+    "yp": ("lift", "goal", 0.1), "ym": ("lift", "goal", -0.1),
+    "yps": ("lift", "goal", 0.02), "yms": ("lift", "goal", -0.02),
     "wp": ("wrist_yaw", "goal", np.pi / 18), "wm": ("wrist_yaw", "goal", -np.pi / 18),
 }  # fmt: skip
 

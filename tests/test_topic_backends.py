@@ -136,16 +136,19 @@ def test_the_stop_on_shutdown_reaches_the_base_20_of_20(tmp_path):
                      "-p", "command_timeout_s:=1000.0", "-p", "linear_m_s:=0.01"],
                     stdout=open(tmp_path / f"bridge_{i}.log", "w"), stderr=subprocess.STDOUT, env=os.environ,
                 )  # fmt: skip
-            ros.spin(30.0, until=lambda: all(listener.count_publishers(f"/shutdown_test_{i}/cmd_vel") for i in procs))
-            ros.spin(30.0, until=lambda: all(action.get_subscription_count() >= batch for _ in [0]))
+            ros.spin(
+                30.0,
+                until=lambda procs=procs: all(listener.count_publishers(f"/shutdown_test_{i}/cmd_vel") for i in procs),
+            )
+            ros.spin(30.0, until=lambda: action.get_subscription_count() >= batch)
             action.publish(String(data="b"))  # every bridge of the batch backs up: 0.2 m at 0.01 m/s, 20 s
-            ros.spin(10.0, until=lambda: all(zeros[i] for i in procs))  # moving: the bases hear the bridges
+            ros.spin(10.0, until=lambda procs=procs: all(zeros[i] for i in procs))  # moving: the bases hear the bridges
             for i, proc in procs.items():
                 assert zeros[i] and not zeros[i][-1], (tmp_path / f"bridge_{i}.log").read_text()
                 proc.send_signal(signal.SIGINT if i % 2 == 0 else signal.SIGTERM)
             for proc in procs.values():
                 proc.wait(timeout=20)
-            ros.spin(2.0, until=lambda: all(zeros[i][-1] for i in procs))
+            ros.spin(2.0, until=lambda procs=procs: all(zeros[i][-1] for i in procs))
             for i, proc in procs.items():
                 if zeros[i][-1] and proc.returncode == 0:
                     delivered += 1
