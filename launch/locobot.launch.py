@@ -2,7 +2,7 @@
 
 The FLaRe graph on an Interbotix LoCoBot, or on the simulated LoCoBot. Nodes and parameters come from
 flare_bringup.graph (the same definition `python -m flare_bringup.graph --robot locobot` runs) and
-flare_bringup/config/locobot.yaml.
+flare_robots/locobot/config.yaml.
 """
 
 from flare_bringup.launch_description import robot_launch_description

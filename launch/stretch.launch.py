@@ -2,7 +2,7 @@
 
 The FLaRe graph on a Hello Robot Stretch RE1, or on the simulated Stretch. Nodes and parameters come from
 flare_bringup.graph (the same definition `python -m flare_bringup.graph --robot stretch` runs) and
-flare_bringup/config/stretch.yaml.
+flare_robots/stretch/config.yaml.
 """
 
 from flare_bringup.launch_description import robot_launch_description
