@@ -63,7 +63,8 @@ def test_colcon_install_has_launch_files_config_model_and_executables():
         pytest.skip("no colcon install tree: `make test` builds it first")
     share = install / "flare_bringup" / "share" / "flare_bringup"
     assert {p.name for p in (share / "launch").iterdir()} >= {"stretch.launch.py", "locobot.launch.py"}
-    assert {p.name for p in (share / "config").iterdir()} >= {"stretch.yaml", "locobot.yaml"}
+    robots_share = install / "flare_robots" / "share" / "flare_robots"
+    assert all((robots_share / robot / "config.yaml").is_file() for robot in ("stretch", "locobot"))
     assert (share / "models" / "gridhouse_demo" / "policy.onnx").is_file()
     executables = {p.name for p in (install / "flare_ros" / "lib" / "flare_ros").iterdir()}
     assert executables >= {"policy_node", "camera_node", "stretch_bridge", "locobot_bridge"}
