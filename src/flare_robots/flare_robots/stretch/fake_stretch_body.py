@@ -148,6 +148,7 @@ class PrismaticJoint(_QueuedJoint):
         self.soft_motion_limits = {"collision": [None, None], "user": [None, None], "hard": [0.0, 1.1],
                                    "current": [0.0, 1.1]}  # fmt: skip
         self.in_collision_stop = {"pos": False, "neg": False}
+        self._velocity_stop = False  # set_velocity(0) queued: stop at the next push
 
     @property
     def status(self) -> dict:
@@ -180,11 +181,11 @@ class PrismaticJoint(_QueuedJoint):
             return
         if v_m == 0:
             self.queued = None
-            self._stop_at_push = True
+            self._velocity_stop = True
 
     def push_command(self):
-        if getattr(self, "_stop_at_push", False):
-            self._stop_at_push = False
+        if self._velocity_stop:
+            self._velocity_stop = False
             self.hw.commands.append((self.name, "stop"))
             self.track.stop(self.hw.decel_s)
         self.push(self.track)

@@ -108,17 +108,14 @@ class StretchBodyBackend(RobotBackend):
             part = getattr(self.robot, PRISMATIC[joint])
             if not part.motor.status["pos_calibrated"]:
                 return f"the {part.name} is not homed (stretch_body ignores the move): run stretch_robot_home.py"
-            blocked = part.in_collision_stop["pos" if delta > 0 else "neg"]
-            if blocked:
-                return f"the {part.name} is in a collision stop in that direction (stretch_body ignores the move)"
-        if joint in SERVOS:
-            servo = self.robot.end_of_arm.get_joint(SERVOS[joint])
-            if servo.was_runstopped:
-                return f"{servo.name} is run-stopped (stretch_body ignores the move)"
-            if servo.params.get("req_calibration") and not servo.is_calibrated:
-                return f"{servo.name} is not homed (stretch_body ignores the move): run stretch_robot_home.py"
-            if joint == Joint.WRIST_YAW and servo.in_collision_stop["pos" if delta > 0 else "neg"]:
-                return f"{servo.name} is in a collision stop in that direction (stretch_body ignores the move)"
+        elif joint in SERVOS:
+            part = self.robot.end_of_arm.get_joint(SERVOS[joint])
+            if part.was_runstopped:
+                return f"the {part.name} is run-stopped (stretch_body ignores the move)"
+            if part.params.get("req_calibration") and not part.is_calibrated:
+                return f"the {part.name} is not homed (stretch_body ignores the move): run stretch_robot_home.py"
+        if joint in (*PRISMATIC, Joint.WRIST_YAW) and part.in_collision_stop["pos" if delta > 0 else "neg"]:
+            return f"the {part.name} is in a collision stop in that direction (stretch_body ignores the move)"
         return ""
 
     def _moved(self, joint: Joint, before, delta: float) -> float:
