@@ -301,3 +301,16 @@ def test_simulated_robot_steps_the_world_and_masks_by_robot():
     done = run(bridge, ActionCommand("end"))
     assert done.episode_over and done.success is False
     assert "no task" in bridge.submit(ActionCommand("m"), time.monotonic()).message
+
+
+def test_a_run_stop_reset_that_fails_is_reported_and_the_robot_stays_stopped(stretch):
+    fake, bridge = stretch
+    bridge.estop(True)
+
+    def broken():
+        raise OSError("pimu not responding")
+
+    fake.pimu.runstop_event_reset = broken
+    bridge.estop(False)
+    assert any("could not be reset: pimu not responding" in e for e in bridge.events)
+    assert "run-stopped" in bridge.submit(ActionCommand("m"), time.monotonic()).message

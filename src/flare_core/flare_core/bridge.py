@@ -176,7 +176,10 @@ class ActionBridge:
         """Engage (halt now, abort the motion in progress) or release the e-stop."""
         if not engaged:
             if self.estopped:
-                self.backend.release_estop()
+                try:
+                    self.backend.release_estop()
+                except Exception as err:  # the robot stays run-stopped; backend.not_ready() will say so
+                    self._event(f"e-stop released, but the robot's run-stop could not be reset: {err}", logging.ERROR)
                 self._event("e-stop released: commands are accepted again")
             self.estopped = False
             return None
