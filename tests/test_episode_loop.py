@@ -124,3 +124,76 @@ def test_protocol_parses_json_and_bare_names_and_refuses_garbage():
             ActionCommand.parse(bad)
     with pytest.raises(ProtocolError, match="malformed"):
         ActionDone.parse('{"id": 1, "action": "m", "result": "exploded"}')
+
+
+def test_a_goal_while_estopped_is_refused_and_the_loop_stays_estopped(loop):
+    loop.on_estop(True)
+    loop.on_goal("go to the red ball", 0.0, 1 * S)
+    status = loop.status(0)
+    assert loop.state == State.ESTOPPED and loop.episode == 0
+    assert "e-stop is engaged" in status.extra["goal_refused"]
+    frames(loop, 2 * S, now=0.1)
+    assert loop.tick(0.1, 2 * S) is None and loop.state == State.ESTOPPED
+    loop.on_estop(False)
+    loop.on_goal("go to the red ball", 0.2, 3 * S)
+    assert loop.state == State.WAITING_FRAME and "goal_refused" not in loop.status(0).extra
+
+
+def test_a_goal_mid_motion_waits_for_the_motion_and_decides_on_a_later_frame(loop):
+    loop.on_goal("go to the red ball", 0.0, 0)
+    frames(loop, 1 * S, now=0.0)
+    running = loop.tick(0.0, 1 * S)
+    loop.on_goal("go to the blue key", 0.5, 2 * S)  # the robot is still executing `running`
+    assert loop.episode == 2 and loop.state == State.WAITING_FRAME and repr(running.action) in loop.reason
+    frames(loop, 3 * S, now=0.6)  # taken while the old motion still runs
+    assert loop.tick(0.6, 3 * S) is None
+    loop.on_done(ActionDone(running.id, running.action, Result.DONE, stamp_ns=4 * S), now=0.7)
+    assert loop.state == State.WAITING_FRAME and loop.reason == ""
+    assert loop.tick(0.7, 4 * S) is None  # the frames at 3 s were taken before the motion stopped
+    frames(loop, 5 * S, now=0.8)
+    command = loop.tick(0.8, 5 * S)
+    assert command is not None and command.episode == 2 and command.step == 0 and command.frames["nav"] == 5 * S
+
+
+def test_a_motion_that_never_completes_ends_the_next_episode(loop):
+    loop.on_goal("go to the red ball", 0.0, 0)
+    frames(loop, 1 * S, now=0.0)
+    loop.tick(0.0, 1 * S)
+    loop.on_goal("go to the blue key", 1.0, 2 * S)
+    frames(loop, 3 * S, now=6.0)
+    assert loop.tick(6.0, 3 * S) is None  # 6 s after it was sent: past action_timeout_s (5 s)
+    assert loop.state == State.FINISHED and "last episode's action" in loop.reason
+
+
+def test_goals_the_model_would_misread_are_refused_naming_the_words(loop):
+    loop.on_goal("go to the golden unicorn", 0.0, 0)
+    refused = loop.status(0).extra["goal_refused"]
+    assert loop.state == State.IDLE and "'golden'" in refused and "'unicorn'" in refused and "'go'" not in refused
+    loop.on_goal("go to the red ball " * 2000, 0.1, 0)  # 40 kB: longer than the model reads
+    refused = loop.status(0).extra["goal_refused"]
+    assert "words where the model reads at most" in refused and len(refused) < 400
+    loop.config.accept_unknown_words = True
+    loop.on_goal("go to the golden ball", 0.2, 0)
+    assert loop.episode == 1 and loop.goal == "go to the golden ball"
+
+
+def test_a_world_reset_ends_a_paused_episode_instead_of_resuming_it(loop):
+    loop.on_goal("go to the red ball", 0.0, 1 * S)
+    loop.tick(2.0, 2 * S)
+    assert loop.state == State.PAUSED and "no frames yet" in loop.reason
+    loop.on_world_reset(stamp_ns=3 * S, for_episode=1)  # posed for this very episode: it goes on
+    assert loop.state == State.PAUSED
+    loop.on_world_reset(stamp_ns=3 * S)
+    frames(loop, 4 * S, now=2.1)
+    assert loop.state == State.FINISHED and "reset" in loop.reason and loop.tick(2.1, 4 * S) is None
+
+
+def test_a_pause_says_why_the_frames_were_not_used(loop):
+    loop.on_goal("go to the red ball", 0.0, 0)
+    loop.on_frame("manip", np.full((24, 24, 3), 100, np.uint8), 1 * S, 0.0)
+    loop.on_camera_problem("nav", "all-black frame: is the lens covered?", 0.0)  # nav frames are not passed on
+    loop.tick(2.0, 2 * S)
+    assert loop.state == State.PAUSED and "lens covered" in loop.reason
+    assert "nav" in loop.status(0).extra["camera_problems"]
+    frames(loop, 3 * S, now=2.1)
+    assert loop.state == State.WAITING_FRAME and "camera_problems" not in loop.status(0).extra

@@ -3,9 +3,15 @@
 A goal starts an episode (fresh KV-cache). The loop then alternates: wait for a frame from every camera that
 was taken after the last motion finished (never a stale one), decide, send the action, wait for its
 completion. It stops on `end`, when the robot reports the episode over, at the step limit, on a refused or
-failed action, or on e-stop. While a camera is silent for `camera_timeout_s` the loop is paused and says so;
-it resumes by itself when frames come back. Time is passed in (seconds, monotonic; stamps in ns), so tests
-drive it without sleeping.
+failed action, on e-stop, or when the simulated world is reset under it. While a camera is silent (or sends
+only frames that cannot be used) for `camera_timeout_s` the loop is paused and says why; it resumes by itself
+when frames come back.
+
+A goal is refused, and whatever runs goes on, when it is empty, while the e-stop is engaged, or when the model
+would misread it (words outside its vocabulary, more words than it reads; `accept_unknown_words` lets such a
+goal through with a warning). A goal that arrives while the last episode's motion still runs starts its
+episode at once, but the first decision waits for that motion's completion and for frames taken after it.
+Time is passed in (seconds, monotonic; stamps in ns), so tests drive it without sleeping.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from typing import Protocol
 
 import numpy as np
 
+from flare_core.goal_tokenizer import clip_text
 from flare_core.protocol import ActionCommand, ActionDone, PolicyStatus, Result
 
 log = logging.getLogger("flare.policy")
 
 
 class Policy(Protocol):
+    def check_goal(self, goal: str) -> str: ...
     def reset(self, goal: str) -> None: ...
     def act(self, frames: dict[str, np.ndarray], holding: bool): ...
 
@@ -41,6 +49,7 @@ class LoopConfig:
     step_limit: int = 500
     camera_timeout_s: float = 1.0  # a camera silent this long pauses the policy
     action_timeout_s: float = 30.0  # no completion this long ends the episode
+    accept_unknown_words: bool = False  # run goals the model would misread (warned), instead of refusing them
 
 
 class PolicyLoop:
@@ -56,6 +65,10 @@ class PolicyLoop:
         self.holding = False
         self.pending: ActionCommand | None = None
         self.sent_at = 0.0
+        self.in_flight: ActionCommand | None = None  # a previous episode's command whose motion still runs
+        self.goal_stamp_ns = 0
+        self.goal_refused = ""  # why the last goal was refused (cleared by the next accepted one)
+        self.camera_problems: dict[str, str] = {}  # camera -> why its frames are not used (black, undecodable)
         self.frames_after_ns = 0
         self.frames: dict[str, tuple[np.ndarray, int]] = {}  # camera -> (frame, stamp_ns)
         self.last_frame_at: dict[str, float] = {}  # camera -> monotonic receipt time
@@ -69,29 +82,74 @@ class PolicyLoop:
     # -- inputs ----------------------------------------------------------------------------------------
     def on_goal(self, goal: str, now: float, stamp_ns: int) -> None:
         goal = goal.strip()
-        if not goal:
-            log.warning("ignored an empty goal")
+        refusal = self._goal_refusal(goal)
+        if refusal:
+            self.goal_refused = f"goal {clip_text(goal, 80)!r} refused: {refusal}"
+            log.warning(self.goal_refused)
+            self.changed = True
             return
-        if self.state in (State.WAITING_FRAME, State.ACTING, State.PAUSED):
+        if self.running:
             log.warning(f"new goal while episode {self.episode} was running: it ends here")
+        if self.pending is not None:  # its motion is still under way on the robot: the new episode waits for it
+            self.in_flight = self.pending
         self.policy.reset(goal)
         self.episode += 1
         self.step, self.goal, self.holding, self.pending, self.outcome = 0, goal, False, None, None
-        self.frames_after_ns = stamp_ns
-        self._set(State.WAITING_FRAME, "")
-        log.info(f"episode {self.episode}: goal {goal!r}")
+        self.goal_refused = ""
+        self.frames_after_ns = self.goal_stamp_ns = stamp_ns
+        self._set(State.WAITING_FRAME, self._waiting_reason())
+        log.info(f"episode {self.episode}: goal {clip_text(goal)!r}")
         self._check_cameras(now)
+
+    def _goal_refusal(self, goal: str) -> str:
+        if not goal:
+            return "the goal is empty"
+        if self.state == State.ESTOPPED:
+            return "the e-stop is engaged; release it (false on flare/estop), then send the goal again"
+        problem = self.policy.check_goal(goal)
+        if problem and not self.config.accept_unknown_words:
+            return f"{problem} (rephrase it, or set accept_unknown_words to run it anyway)"
+        if problem:
+            log.warning(f"goal {clip_text(goal, 80)!r}: {problem}; running it anyway (accept_unknown_words)")
+        return ""
+
+    def on_world_reset(self, stamp_ns: int, for_episode: int = 0) -> None:
+        """The simulated world was posed anew at `stamp_ns`: an episode started before that (and not the one
+        the world was posed for) belongs to a world that is gone, so it ends rather than resume in the new one."""
+        if self.running and self.episode != for_episode and self.goal_stamp_ns < stamp_ns:
+            self.pending = self.in_flight = None
+            self._finish("the simulated world was reset under this episode; send the goal again", stopped=True)
+
+    @property
+    def running(self) -> bool:
+        return self.state in (State.WAITING_FRAME, State.ACTING, State.PAUSED)
 
     def on_frame(self, camera: str, frame: np.ndarray, stamp_ns: int, now: float) -> None:
         if camera not in self.cameras:
             return
         self.frames[camera] = (frame, stamp_ns)
         self.last_frame_at[camera] = now
+        if self.camera_problems.pop(camera, None) is not None:
+            self.changed = True
         if self.state == State.PAUSED and not self._silent(now):
             log.info("cameras are back: resuming")
-            self._set(State.WAITING_FRAME, "")
+            self._set(State.WAITING_FRAME, self._waiting_reason())
+
+    def on_camera_problem(self, camera: str, why: str, now: float) -> None:
+        """Frames from `camera` arrive but cannot be used (undecodable, all black): the reason a pause gives."""
+        if camera in self.cameras and self.camera_problems.get(camera) != why:
+            self.camera_problems[camera] = why
+            self.changed = True
+            if self.state == State.PAUSED:
+                self._check_cameras(now)
 
     def on_done(self, done: ActionDone, now: float) -> None:
+        if self.in_flight is not None and done.id == self.in_flight.id:
+            self.in_flight = None  # the previous episode's motion is over: decide on frames taken after it
+            self.frames_after_ns = max(self.frames_after_ns, done.stamp_ns)
+            if self.state == State.WAITING_FRAME:
+                self._set(State.WAITING_FRAME, "")
+            return
         if self.pending is None or done.id != self.pending.id:
             return  # not ours (hand-sent, or late after a reset)
         self.pending = None
@@ -115,7 +173,7 @@ class PolicyLoop:
 
     def on_estop(self, engaged: bool) -> None:
         if engaged and self.state != State.ESTOPPED:
-            self.pending = None
+            self.pending = self.in_flight = None  # the bridge halts and reports them: nothing left to wait for
             log.warning(f"E-STOP: episode {self.episode} stopped at step {self.step}")
             self._set(State.ESTOPPED, "e-stop engaged")
         elif not engaged and self.state == State.ESTOPPED:
@@ -127,9 +185,13 @@ class PolicyLoop:
         if self.state == State.ACTING and now - self.sent_at > self.config.action_timeout_s:
             self.fail(f"no completion for action {self.pending.action!r} within {self.config.action_timeout_s} s")
             return None
+        if self.in_flight is not None and now - self.sent_at > self.config.action_timeout_s:
+            action, self.in_flight = self.in_flight.action, None
+            self.fail(f"no completion for the last episode's action {action!r} within {self.config.action_timeout_s} s")
+            return None
         if self.state in (State.WAITING_FRAME, State.PAUSED):
             self._check_cameras(now)
-        if self.state != State.WAITING_FRAME:
+        if self.state != State.WAITING_FRAME or self.in_flight is not None:
             return None
         if any(c not in self.frames or self.frames[c][1] < self.frames_after_ns for c in self.cameras):
             return None  # only frames taken after the last motion finished
@@ -152,8 +214,12 @@ class PolicyLoop:
         extra = {"holding": self.holding, "decision_ms": round(self.decision_ms, 3)}
         if self.outcome is not None:
             extra["success"] = self.outcome
-        return PolicyStatus(self.state.value, self.episode, self.step, self.goal, self.reason, self.last_action,
-                            round(self.last_latency_ms, 3), stamp_ns, extra)  # fmt: skip
+        if self.goal_refused:
+            extra["goal_refused"] = self.goal_refused
+        if self.camera_problems:
+            extra["camera_problems"] = dict(self.camera_problems)
+        return PolicyStatus(self.state.value, self.episode, self.step, clip_text(self.goal), self.reason,
+                            self.last_action, round(self.last_latency_ms, 3), stamp_ns, extra)  # fmt: skip
 
     def fail(self, reason: str) -> None:
         """End the episode on an error (logged as a warning; the robot is not moved again)."""
@@ -164,14 +230,24 @@ class PolicyLoop:
     def _silent(self, now: float) -> list[str]:
         return [c for c in self.cameras if now - self.last_frame_at.get(c, -1e18) > self.config.camera_timeout_s]
 
+    def _waiting_reason(self) -> str:
+        if self.in_flight is None:
+            return ""
+        return f"waiting for the last episode's action {self.in_flight.action!r} to finish before deciding"
+
     def _check_cameras(self, now: float) -> None:
         silent = self._silent(now)
-        if silent and self.state == State.WAITING_FRAME:
+        if silent and self.state in (State.WAITING_FRAME, State.PAUSED):
             never = [c for c in silent if c not in self.last_frame_at]
             if never:
                 why = f"no frames yet from camera(s) {', '.join(never)}"
             else:
                 why = f"no frames from camera(s) {', '.join(silent)} for {self.config.camera_timeout_s:.1f} s"
+            known = [f"{c}: {self.camera_problems[c]}" for c in silent if c in self.camera_problems]
+            if known:
+                why += f" ({'; '.join(known)})"
+            if self.state == State.PAUSED and why == self.reason:
+                return
             log.error(f"PAUSED: {why}; the robot is not moved until frames come back")
             self._set(State.PAUSED, why)
 

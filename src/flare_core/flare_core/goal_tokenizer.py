@@ -12,6 +12,12 @@ from flare_core.model_card import GoalTokenizerSpec
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+|,")
+MAX_LISTED = 8  # unknown words named in a message; the rest are counted
+
+
+def clip_text(text: str, limit: int = 120) -> str:
+    """`text` short enough for a log line or a status message (a 10 kB goal is not echoed back)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def goal_words(text: str) -> list[str]:
@@ -44,6 +50,20 @@ class GoalTokenizer:
 
     def __len__(self) -> int:
         return len(self.vocab)
+
+    def problems(self, text: str) -> str:
+        """Why the model would misread `text` (empty when it reads it as written): words outside its
+        vocabulary, which it sees as one `<unk>`, and words past `max_tokens`, which it never sees."""
+        words = goal_words(text)
+        unknown = list(dict.fromkeys(w for w in words if w not in self._ids))
+        found = []
+        if unknown:
+            shown = ", ".join(repr(clip_text(w, 24)) for w in unknown[:MAX_LISTED])
+            more = f" and {len(unknown) - MAX_LISTED} more" if len(unknown) > MAX_LISTED else ""
+            found.append(f"words the model does not know: {shown}{more}")
+        if len(words) > self.max_tokens:
+            found.append(f"{len(words)} words where the model reads at most {self.max_tokens}")
+        return "; ".join(found)
 
     def encode(self, text: str) -> np.ndarray:
         ids = [self._ids.get(w, 1) for w in goal_words(text)][: self.max_tokens]

@@ -163,6 +163,10 @@ class OnnxPolicy:
         self._logits = np.zeros((1, len(card.action_names)), dtype=np.float32)
 
     # -- episode -----------------------------------------------------------------------------------------
+    def check_goal(self, goal: str) -> str:
+        """Why this model would misread `goal` (unknown words, too long); empty when it reads it as written."""
+        return self.tokenizer.problems(goal)
+
     def reset(self, goal: str) -> None:
         """Start an episode for `goal`: empty cache, step 0, no previous action."""
         c = self.card.cache
