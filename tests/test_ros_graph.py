@@ -163,8 +163,10 @@ def test_wrong_image_encoding_is_reported_and_never_acted_on(tmp_path):
             runner.spin_for(0.1)
         assert runner.actions == []
         assert runner.latest_status().state == "paused"
-        assert "depth image" in graph.log("flare_policy")
-        assert graph.log("flare_policy").count("depth image") <= 2  # once per camera, not at 10 Hz
+        log = graph.log("flare_policy")
+        assert "depth image" in log and "depth image" in runner.latest_status().reason  # the pause says why
+        assert log.count("frames from this camera are ignored") <= 2  # once per camera, not at 10 Hz
+        assert log.count("PAUSED") <= 3  # once per change of reason
     finally:
         runner.close()
         graph.stop()

@@ -14,7 +14,7 @@ from std_msgs.msg import Bool, String
 
 from flare_bag.topics import RECORDED
 from flare_core import protocol
-from flare_ros.common import COMMAND_QOS
+from flare_ros.common import COMMAND_QOS, ESTOP_QOS
 
 
 class GraphError(RuntimeError):
@@ -43,7 +43,7 @@ class EpisodeRunner:
         self.executor.add_node(self.node)
         self.reset_pub = self.node.create_publisher(String, protocol.SIM_RESET, COMMAND_QOS)
         self.goal_pub = self.node.create_publisher(String, protocol.GOAL, COMMAND_QOS)
-        self.estop_pub = self.node.create_publisher(Bool, protocol.ESTOP, COMMAND_QOS)
+        self.estop_pub = self.node.create_publisher(Bool, protocol.ESTOP, ESTOP_QOS)
         self.action_pub = self.node.create_publisher(String, protocol.ACTION, COMMAND_QOS)
         self.tasks: list[dict] = []
         self.statuses: list[protocol.PolicyStatus] = []

@@ -23,8 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from flare_core.goal_tokenizer import clip_text
-from flare_core.protocol import ActionCommand, ActionDone, PolicyStatus, Result
+from flare_core.protocol import ActionCommand, ActionDone, PolicyStatus, Result, clip_text
 
 log = logging.getLogger("flare.policy")
 

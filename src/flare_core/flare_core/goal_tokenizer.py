@@ -9,15 +9,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from flare_core.model_card import GoalTokenizerSpec
+from flare_core.protocol import clip_text
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+|,")
 MAX_LISTED = 8  # unknown words named in a message; the rest are counted
-
-
-def clip_text(text: str, limit: int = 120) -> str:
-    """`text` short enough for a log line or a status message (a 10 kB goal is not echoed back)."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def goal_words(text: str) -> list[str]:

@@ -18,9 +18,12 @@ ACTION = "flare/action"  # std_msgs/String: ActionCommand JSON (or a bare action
 ACTION_DONE = "flare/action_done"  # std_msgs/String: ActionDone JSON
 POLICY_STATUS = "flare/policy/status"  # std_msgs/String: PolicyStatus JSON
 BRIDGE_STATUS = "flare/bridge/status"  # std_msgs/String: bridge events JSON
-ESTOP = "flare/estop"  # std_msgs/Bool: true halts everything at once; false releases (a new goal is needed)
+ESTOP = "flare/estop"  # std_msgs/Bool, reliable + transient-local (latched): true halts everything at once;
+# false releases (a new goal is needed)
+RUNSTOP_SERVICE = "flare/runstop"  # std_srvs/SetBool on the bridge, as stretch_ros2's /runstop: true = e-stop
 SIM_RESET = "flare/sim/reset"  # std_msgs/String: {"family": ..., "house": ...}; simulated robot only
-SIM_TASK = "flare/sim/task"  # std_msgs/String: the task the simulated world posed, with its goal text
+SIM_TASK = "flare/sim/task"  # std_msgs/String: the task the simulated world posed (goal text, stamp_ns, and
+# for_episode when it was posed for a policy episode that started with no task running)
 
 
 CAMERAS = ("nav", "manip")  # the policy's cameras (SPOC/FLaRe: navigation, manipulation), in observation order
@@ -29,6 +32,11 @@ CAMERAS = ("nav", "manip")  # the policy's cameras (SPOC/FLaRe: navigation, mani
 def camera_topic(camera: str) -> str:
     """sensor_msgs/Image topic of a policy camera (`nav`, `manip`, ...)."""
     return f"flare/camera/{camera}/image"
+
+
+def clip_text(text: str, limit: int = 120) -> str:
+    """`text` short enough for a log line or a status message (a 10 kB message is not echoed back whole)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class ProtocolError(ValueError):
@@ -60,14 +68,20 @@ class ActionCommand:
         """JSON from the policy node, or a bare action name from an operator."""
         text = text.strip()
         if not text.startswith("{"):
-            if not text or " " in text:
-                raise ProtocolError(f"expected an action name or ActionCommand JSON, got {text!r}")
+            if not text or any(c.isspace() for c in text):
+                raise ProtocolError(
+                    f'expected an action name (e.g. m) or ActionCommand JSON ({{"action": "m", "id": 1}}), '
+                    f"got {clip_text(text)!r}"
+                )
             return cls(action=text)
         data = _load(text, "ActionCommand")
         if not isinstance(data.get("action"), str):
-            raise ProtocolError(f"ActionCommand needs a string 'action', got {text!r}")
+            raise ProtocolError(f"ActionCommand needs a string 'action' (a name such as m), got {clip_text(text)!r}")
         if not isinstance(data.get("frames", {}), dict):
-            raise ProtocolError(f"ActionCommand 'frames' must map camera names to stamps, got {text!r}")
+            raise ProtocolError(f"ActionCommand 'frames' must map camera names to stamps, got {clip_text(text)!r}")
+        for name in ("id", "episode", "step", "stamp_ns"):
+            if type(data.get(name, 0)) is not int:
+                raise ProtocolError(f"ActionCommand {name!r} must be an integer, got {clip_text(text)!r}")
         return cls(**_known(cls, data))
 
 
@@ -92,7 +106,7 @@ class ActionDone:
             data["result"] = Result(data["result"])
             return cls(**_known(cls, data))
         except (KeyError, TypeError, ValueError) as err:
-            raise ProtocolError(f"malformed ActionDone ({err}): {text!r}") from None
+            raise ProtocolError(f"malformed ActionDone ({err}): {clip_text(text)!r}") from None
 
 
 @dataclass
@@ -119,9 +133,9 @@ def _load(text: str, what: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ProtocolError(f"{what} is not valid JSON ({err}): {text[:200]!r}") from None
+        raise ProtocolError(f"{what} is not valid JSON ({err}): {clip_text(text)!r}") from None
     if not isinstance(data, dict):
-        raise ProtocolError(f"{what} must be a JSON object, got {text[:200]!r}")
+        raise ProtocolError(f"{what} must be a JSON object, got {clip_text(text)!r}")
     return data
 
 

@@ -1,9 +1,14 @@
 """Action bridge node: one per robot (`stretch_bridge`, `locobot_bridge`), one backend chosen by parameter.
 
-Subscribes: flare/action (String: ActionCommand JSON or a bare action name), flare/estop (Bool),
-flare/sim/reset (String, simulated robot only).
-Publishes: flare/action_done (String, ActionDone JSON), flare/bridge/status (String JSON events);
-the simulated robot also publishes its cameras (flare/camera/<camera>/image) and flare/sim/task.
+Subscribes: flare/action (String: ActionCommand JSON or a bare action name), flare/estop (Bool, latched),
+flare/sim/reset and flare/policy/status (String, simulated robot only).
+Publishes: flare/action_done (String, ActionDone JSON), flare/bridge/status (String JSON events: malformed
+commands and refusals included); flare/estop when the service is called; the simulated robot also publishes its
+cameras (flare/camera/<camera>/image, while a task runs) and flare/sim/task.
+Service: flare/runstop (std_srvs/SetBool, as stretch_ros2's /runstop): true engages the e-stop, false releases
+it; the bridge publishes the new state on flare/estop so the policy follows.
+The simulated robot poses a task by itself when a policy episode starts and none is running: an unseen house
+whose task has the operator's goal, where one does.
 Parameters: backend (stretch: sim | stretch_body | stretch_driver; locobot: sim | interbotix | cmd_vel),
 control_hz, command_timeout_s, motion_timeout_s; sim_motion_s, camera_hz, publish_camera (simulated robot); and
 the robot's backend parameters (`flare_robots.<robot>` spec: embodiment, base_type, cmd_vel_topic, odom_topic,
@@ -19,6 +24,7 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool
 
 from flare_core import protocol
 from flare_core.bridge import ActionBridge, BridgeConfig, RobotBackend
@@ -26,6 +32,7 @@ from flare_core.protocol import CAMERAS
 from flare_robots.robot import SIM_BACKEND, get_robot, robots
 from flare_ros.common import (
     COMMAND_QOS,
+    ESTOP_QOS,
     IMAGE_QOS,
     StartupError,
     declare_parameters,
@@ -34,6 +41,7 @@ from flare_ros.common import (
     route_core_logs,
     run_node,
     string,
+    subscribe_estop,
 )
 
 
@@ -66,13 +74,18 @@ class BridgeNode(Node):
                                    time.monotonic())  # fmt: skip
         self.done_pub = self.create_publisher(String, protocol.ACTION_DONE, COMMAND_QOS)
         self.status_pub = self.create_publisher(String, protocol.BRIDGE_STATUS, COMMAND_QOS)
+        self.estop_pub = self.create_publisher(Bool, protocol.ESTOP, ESTOP_QOS)
         self.create_subscription(String, protocol.ACTION, self.on_action, COMMAND_QOS)
-        self.create_subscription(Bool, protocol.ESTOP, self.on_estop, COMMAND_QOS)
+        subscribe_estop(self, self.on_estop, self.report_problem)
+        self.create_service(SetBool, protocol.RUNSTOP_SERVICE, self.on_runstop)
         self.create_timer(period, self.tick)
         self.sim = self.backend if p["backend"] == SIM_BACKEND else None
         if self.sim is not None:
             self.task_pub = self.create_publisher(String, protocol.SIM_TASK, COMMAND_QOS)
             self.create_subscription(String, protocol.SIM_RESET, self.on_sim_reset, COMMAND_QOS)
+            self.create_subscription(String, protocol.POLICY_STATUS, self.on_policy_status, COMMAND_QOS)
+            self.posed_for_episode = 0
+            self.next_house = 0
             self.camera_pubs = {}
             if p["publish_camera"]:
                 for camera in CAMERAS:
@@ -104,15 +117,30 @@ class BridgeNode(Node):
         try:
             command = protocol.ActionCommand.parse(msg.data)
         except protocol.ProtocolError as err:
-            self.get_logger().error(f"ignored a malformed command on {protocol.ACTION}: {err}; nothing moved")
+            message = f"ignored a malformed command on {protocol.ACTION}: {err}; nothing moved"
+            self.get_logger().error(message)
+            self.report("malformed_command", message=message)
             return
         self.publish_done(self.bridge.submit(command, time.monotonic(), now_ns(self)))
         self.flush_events()
 
     def on_estop(self, msg: Bool) -> None:
+        self.set_estop(bool(msg.data))
+
+    def on_runstop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        """The service form of the e-stop: engaged here at once, then latched on flare/estop for the policy."""
+        self.set_estop(request.data)
+        self.estop_pub.publish(Bool(data=request.data))
+        response.success = True
+        response.message = "e-stop engaged: robot halted" if request.data else "e-stop released; send a new goal"
+        return response
+
+    def set_estop(self, engaged: bool) -> None:
+        if engaged == self.bridge.estopped:
+            return  # the same state again (topic and service, or the latched message): nothing to do
         received = time.monotonic()
-        done = self.bridge.estop(bool(msg.data), now_ns(self))
-        if msg.data:
+        done = self.bridge.estop(engaged, now_ns(self))
+        if engaged:
             self.report("estop", halted_after_ms=round((time.monotonic() - received) * 1000, 3),
                         aborted=done.action if done else "")  # fmt: skip
         else:
@@ -127,12 +155,32 @@ class BridgeNode(Node):
             self.publish_done(self.bridge.abort("the simulated world was reset", now_ns(self)))
             task = self.sim.reset_task(family, house)
         except (ValueError, KeyError, TypeError) as err:
-            self.get_logger().error(
-                f'bad request on {protocol.SIM_RESET} ({err}): send {{"family": "objectnav", "house": 0}}'
-            )
+            message = f'bad request on {protocol.SIM_RESET} ({err}): send {{"family": "objectnav", "house": 0}}'
+            self.get_logger().error(message)
+            self.report("malformed_command", message=message)
             return
+        self.publish_task(task)
+
+    def on_policy_status(self, msg: String) -> None:
+        """A policy episode that starts while no task runs gets a world: an unseen house posing its goal."""
+        try:
+            status = protocol.PolicyStatus.parse(msg.data)
+        except (protocol.ProtocolError, TypeError):
+            return
+        fresh = status.state in ("waiting_frame", "paused") and status.step == 0
+        if not fresh or status.episode == self.posed_for_episode or self.sim.active:
+            return
+        self.posed_for_episode = status.episode
+        task = self.sim.pose_for_goal(status.goal, self.next_house)
+        self.next_house = task["house"] + 1
+        if not task["matched"]:
+            self.report("log", message=f"no unseen house poses {protocol.clip_text(status.goal, 80)!r}; "
+                        f"house {task['house']} poses {task['goal']!r}, and success is judged on that")  # fmt: skip
+        self.publish_task({**task, "for_episode": status.episode})
+
+    def publish_task(self, task: dict) -> None:
         self.publish_frames()
-        self.task_pub.publish(string(json.dumps(task)))
+        self.task_pub.publish(string(json.dumps({**task, "stamp_ns": now_ns(self)})))
         self.get_logger().info(f"simulated world: {task['family']} in house {task['house']}: {task['goal']!r}")
 
     def tick(self) -> None:
@@ -148,7 +196,8 @@ class BridgeNode(Node):
             self.done_pub.publish(string(done.to_json()))
 
     def publish_frames(self) -> None:
-        if self.sim is None or not self.camera_pubs:
+        """The simulated cameras, while a task runs (between tasks there is no world to show)."""
+        if self.sim is None or not self.camera_pubs or not self.sim.active:
             return
         stamp = now_ns(self)
         for camera, frame in self.sim.frames().items():
@@ -157,6 +206,10 @@ class BridgeNode(Node):
     def report(self, event: str, **fields) -> None:
         self.status_pub.publish(string(json.dumps({"event": event, "robot": self.robot, "stamp_ns": now_ns(self),
                                                    **fields})))  # fmt: skip
+
+    def report_problem(self, message: str) -> None:
+        self.get_logger().error(message)
+        self.report("problem", message=message)
 
     def flush_events(self) -> None:
         for text in self.bridge.events:

@@ -10,19 +10,28 @@ from collections.abc import Callable
 
 import numpy as np
 import rclpy
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
+from flare_core import protocol
 from flare_core.images import RawImage, decode_rgb, encode_rgb
 
 IMAGE_QOS = qos_profile_sensor_data  # cameras: best effort, keep last
 # Goals, actions, completions, status, e-stop: reliable, with history deep enough that a subscriber starved of
 # CPU for seconds (a recorder on a busy machine) still gets every message.
 COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# The e-stop is latched: a node that joins (or restarts) after it was sent still gets the last state from every
+# live publisher. Publishers must offer transient-local too, or DDS never connects them (reported below).
+ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ESTOP_PUB_HINT = (
+    "ros2 topic pub --once -w 2 --qos-reliability reliable --qos-durability transient_local "
+    '/flare/estop std_msgs/msg/Bool "{data: true}"'
+)
 
 
 def image_to_rgb(msg: Image, source: str) -> np.ndarray:
@@ -35,6 +44,23 @@ def rgb_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     msg.header.frame_id = frame_id
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     return msg
+
+
+def subscribe_estop(node: Node, callback: Callable[[Bool], None], on_problem: Callable[[str], None]) -> None:
+    """The e-stop subscription (ESTOP_QOS). A publisher DDS will not connect (volatile or best effort, as a plain
+    `ros2 topic pub` offers) is reported through `on_problem` with the command that works, since its e-stop
+    would otherwise never arrive."""
+
+    def incompatible(info: QoSRequestedIncompatibleQoSInfo) -> None:
+        policy = QoSPolicyKind(info.last_policy_kind).name.lower()
+        on_problem(
+            f"an e-stop publisher on {protocol.ESTOP} offers incompatible QoS ({policy}): its e-stop NEVER reaches "
+            f"this node. Publish reliable + transient_local ({ESTOP_PUB_HINT}) or call the "
+            f"{protocol.RUNSTOP_SERVICE} service"
+        )
+
+    events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
+    node.create_subscription(Bool, protocol.ESTOP, callback, ESTOP_QOS, event_callbacks=events)
 
 
 def now_ns(node: Node) -> int:

@@ -1,19 +1,23 @@
 """Policy node: goal in, one action per completed motion out, through the ONNX Runtime policy (no torch).
 
 Subscribes: flare/goal (String), flare/camera/<camera>/image (Image, one per camera in the model card),
-flare/action_done (String, ActionDone JSON), flare/estop (Bool).
+flare/action_done (String, ActionDone JSON), flare/estop (Bool, latched), flare/sim/task (String: a reset
+simulated world ends the episode it would otherwise revive).
 Publishes: flare/action (String, ActionCommand JSON), flare/policy/status (String, PolicyStatus JSON: on
-every change and at 1 Hz).
+every change and at 1 Hz; refused goals and unusable camera frames under `extra`).
 Parameters: model (directory with policy.onnx + model.json), embodiment (the card's, default its first),
 robot (embodiment of the robot, masks what it cannot do; default: same), greedy, seed, step_limit,
-provider (auto|cpu|cuda), camera_timeout_s, action_timeout_s.
+provider (auto|cpu|cuda), camera_timeout_s, action_timeout_s, accept_unknown_words (run goals with words
+outside the model's vocabulary instead of refusing them).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
@@ -33,6 +37,7 @@ from flare_ros.common import (
     route_core_logs,
     run_node,
     string,
+    subscribe_estop,
 )
 
 PARAMETERS = {
@@ -46,7 +51,9 @@ PARAMETERS = {
     "camera_timeout_s": 1.0,
     "action_timeout_s": 30.0,
     "tick_hz": 50.0,
+    "accept_unknown_words": False,
 }
+BLACK_MEAN = 4.0  # mean brightness (0-255) below which a frame is taken for a covered lens or a dead sensor
 PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
@@ -66,7 +73,7 @@ class PolicyNode(Node):
         except (PolicyLoadError, ValueError, FileNotFoundError) as err:
             raise StartupError(f"cannot load the policy: {err}") from None
         cameras = [c.name for c in self.policy.card.cameras]
-        config = LoopConfig(p["step_limit"], p["camera_timeout_s"], p["action_timeout_s"])
+        config = LoopConfig(p["step_limit"], p["camera_timeout_s"], p["action_timeout_s"], p["accept_unknown_words"])
         self.loop = PolicyLoop(self.policy, cameras, config)
         self.bad_frames: dict[str, str] = {}
 
@@ -74,12 +81,14 @@ class PolicyNode(Node):
         self.status_pub = self.create_publisher(String, protocol.POLICY_STATUS, COMMAND_QOS)
         self.create_subscription(String, protocol.GOAL, self.on_goal, COMMAND_QOS)
         self.create_subscription(String, protocol.ACTION_DONE, self.on_done, COMMAND_QOS)
-        self.create_subscription(Bool, protocol.ESTOP, self.on_estop, COMMAND_QOS)
+        subscribe_estop(self, self.on_estop, self.get_logger().error)
+        self.create_subscription(String, protocol.SIM_TASK, self.on_sim_task, COMMAND_QOS)
         for camera in cameras:
             self.create_subscription(Image, protocol.camera_topic(camera),
                                      lambda msg, c=camera: self.on_image(c, msg), IMAGE_QOS)  # fmt: skip
         self.create_timer(1.0 / p["tick_hz"], self.tick)
         self.create_timer(1.0, self.publish_status)
+        self.create_timer(1.0, self.check_camera_publishers)
         card = self.policy.card
         self.get_logger().info(
             f"policy {card.name!r} ready on {self.policy.providers[0]}: embodiment {self.policy.embodiment.name}, "
@@ -96,12 +105,41 @@ class PolicyNode(Node):
         try:
             frame = image_to_rgb(msg, f"camera {camera!r} ({protocol.camera_topic(camera)})")
         except FrameError as err:
-            if self.bad_frames.get(camera) != str(err):  # say it once per distinct problem, not 30 times a second
-                self.get_logger().error(f"{err}; frames from this camera are ignored until it is fixed")
-                self.bad_frames[camera] = str(err)
+            self.bad_frame(camera, str(err))
+            return
+        brightness = float(np.mean(frame[::8, ::8]))
+        if brightness < BLACK_MEAN:
+            self.bad_frame(camera, f"camera {camera!r} sends all-black frames (mean brightness {brightness:.1f}/255): "
+                           "is the lens covered or the sensor dead?")  # fmt: skip
             return
         self.bad_frames.pop(camera, None)
         self.loop.on_frame(camera, frame, header_stamp_ns(msg), time.monotonic())
+        self.tick()
+
+    def bad_frame(self, camera: str, why: str) -> None:
+        """A frame that is not used: said once per distinct problem (not 30 times a second), in the log and in
+        the status, and the camera counts as silent, so the policy pauses rather than act on it."""
+        if self.bad_frames.get(camera) != why:
+            self.get_logger().error(f"{why}; frames from this camera are ignored until it is fixed")
+            self.bad_frames[camera] = why
+        self.loop.on_camera_problem(camera, why, time.monotonic())
+        self.tick()
+
+    def check_camera_publishers(self) -> None:
+        """A camera topic nobody publishes on is the likeliest reason frames stop: say so in the pause."""
+        for camera in self.loop.cameras:
+            topic = protocol.camera_topic(camera)
+            if self.count_publishers(topic) == 0:
+                self.loop.on_camera_problem(camera, f"no node publishes on {topic}", time.monotonic())
+
+    def on_sim_task(self, msg: String) -> None:
+        try:
+            task = json.loads(msg.data)
+            self.loop.on_world_reset(int(task["stamp_ns"]), int(task.get("for_episode", 0)))
+        except (ValueError, KeyError, TypeError):
+            what = protocol.clip_text(msg.data)
+            self.get_logger().error(f"ignored a malformed task on {protocol.SIM_TASK}: {what!r}")
+            return
         self.tick()
 
     def on_done(self, msg: String) -> None:

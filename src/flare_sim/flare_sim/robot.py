@@ -15,9 +15,12 @@ import numpy as np
 from flare_core.actions import Action
 from flare_core.bridge import BackendInfo, Progress, RobotBackend
 from flare_core.embodiments import GRIDHOUSE, Motion, get_embodiment, restrict
+from flare_core.goal_tokenizer import goal_words
 from flare_sim.config import GridhouseConfig
 from flare_sim.env import CAMERA_KEYS, GridhouseEnv
 from flare_sim.tasks import FAMILIES
+
+GOAL_SEARCH_HOUSES = 100  # houses searched for one posing an operator's goal (~1.7 ms per family and house)
 
 
 class SimulatedRobot(RobotBackend):
@@ -46,6 +49,18 @@ class SimulatedRobot(RobotBackend):
         self.active = True
         self.task = {"family": family, "house": int(house), "house_seed": int(info["house"]), "goal": self.obs["goal"]}
         return dict(self.task)
+
+    def pose_for_goal(self, goal: str, first_house: int = 0, tries: int = GOAL_SEARCH_HOUSES) -> dict:
+        """Pose a task whose goal is `goal` in the first house from `first_house` on where one of the families
+        poses exactly it (an operator's goal then has a world to be judged in). Where none of `tries` houses
+        does, an ObjectNav task in `first_house`: the policy then runs the operator's goal in a world that
+        judges its own (`matched` false)."""
+        words = goal_words(goal)
+        for house in range(first_house, min(first_house + tries, len(self.env.houses))):
+            for family in FAMILIES:
+                if goal_words(self.reset_task(family, house)["goal"]) == words:
+                    return {**self.task, "matched": True}
+        return {**self.reset_task("objectnav", first_house), "matched": False}
 
     def frames(self) -> dict[str, np.ndarray]:
         """The current camera frames (RGB uint8), by the camera names model cards use."""
