@@ -56,7 +56,13 @@ class EpisodeRunner:
             COMMAND_QOS)  # fmt: skip
         sub(String, protocol.ACTION_DONE, lambda m: self.dones.append(protocol.ActionDone.parse(m.data)), COMMAND_QOS)
         sub(String, protocol.BRIDGE_STATUS, lambda m: self.bridge_events.append(json.loads(m.data)), COMMAND_QOS)
-        sub(String, protocol.ACTION, lambda m: self.actions.append(protocol.ActionCommand.parse(m.data)), COMMAND_QOS)
+        sub(String, protocol.ACTION, self._on_action, COMMAND_QOS)
+
+    def _on_action(self, msg: String) -> None:
+        try:
+            self.actions.append(protocol.ActionCommand.parse(msg.data))
+        except protocol.ProtocolError:
+            pass  # not a command anyone could run (the bridge answers it on its status): nothing to follow
 
     # -- waiting ---------------------------------------------------------------------------------------
     def spin_until(self, condition, timeout: float, what: str) -> None:

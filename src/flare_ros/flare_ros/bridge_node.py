@@ -6,7 +6,8 @@ Publishes: flare/action_done (String, ActionDone JSON), flare/bridge/status (Str
 commands and refusals included); flare/estop when the service is called; the simulated robot also publishes its
 cameras (flare/camera/<camera>/image, while a task runs) and flare/sim/task.
 Service: flare/runstop (std_srvs/SetBool, as stretch_ros2's /runstop): true engages the e-stop, false releases
-it; the bridge publishes the new state on flare/estop so the policy follows.
+it. Whichever way the e-stop reaches it, the bridge republishes its state on flare/estop, latched, so a policy
+that missed it or joins later follows.
 The simulated robot poses a task by itself when a policy episode starts and none is running: an unseen house
 whose task has the operator's goal, where one does.
 Parameters: backend (stretch: sim | stretch_body | stretch_driver; locobot: sim | interbotix | cmd_vel),
@@ -130,16 +131,16 @@ class BridgeNode(Node):
     def on_runstop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         """The service form of the e-stop: engaged here at once, then latched on flare/estop for the policy."""
         self.set_estop(request.data)
-        self.estop_pub.publish(Bool(data=request.data))
         response.success = True
         response.message = "e-stop engaged: robot halted" if request.data else "e-stop released; send a new goal"
         return response
 
     def set_estop(self, engaged: bool) -> None:
         if engaged == self.bridge.estopped:
-            return  # the same state again (topic and service, or the latched message): nothing to do
+            return  # the same state again (both subscriptions, or its own latched message): nothing to do
         received = time.monotonic()
         done = self.bridge.estop(engaged, now_ns(self))
+        self.estop_pub.publish(Bool(data=engaged))
         if engaged:
             self.report("estop", halted_after_ms=round((time.monotonic() - received) * 1000, 3),
                         aborted=done.action if done else "")  # fmt: skip
