@@ -8,7 +8,7 @@ import sys
 import time
 
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
@@ -16,9 +16,10 @@ from flare_bringup.graph import Graph
 from flare_bringup.runner import EpisodeRunner
 from flare_core import protocol
 
-# `ros2 topic pub --once -w 2 /flare/estop std_msgs/msg/Bool ...` as the README gives it: ros2cli's "default"
-# profile (reliable, volatile, keep last 10); it waits for 2 matching subscriptions, publishes, lingers 0.1 s.
-ONE_SHOT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# `ros2 topic pub --once -w 2 --qos-reliability reliable --qos-durability transient_local /flare/estop ...` as
+# the README gives it: ros2cli's "default" profile (keep last 10) with those overrides; it waits for 2 matching
+# subscriptions (policy and bridge), publishes, and lingers 0.1 s.
+ONE_SHOT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def publish_once(engaged: bool, wait_matching: int = 2, keep_alive_s: float = 0.1) -> None:
@@ -56,7 +57,8 @@ def test_operator_graph(tmp_path):
         runner.spin_until(lambda: policy_state(runner) == "estopped", 10, "the late-joining policy to be e-stopped")
         runner.spin_until(lambda: bridge_estops(runner), 10, "the late-joining bridge to be e-stopped")
         runner.estop(False)
-        runner.spin_until(lambda: policy_state(runner) == "idle", 10, "the release")
+        runner.spin_until(lambda: policy_state(runner) == "idle" and bridge_estops(runner)[-1]["event"] ==
+                          "estop_released", 10, "the release")  # fmt: skip
         runner.node.destroy_publisher(runner.estop_pub)  # from here on only one-shot publishers and the service
 
         # 1. One-shot e-stop publishes reach both nodes, 20 of 20.
@@ -71,6 +73,10 @@ def test_operator_graph(tmp_path):
             runner.spin_until(lambda: policy_state(runner) == "idle" and bridge_estops(runner)[-1]["event"] ==
                               "estop_released", 5, "the one-shot release")  # fmt: skip
         assert reached == 20
+        plain = runner.node.create_publisher(Bool, protocol.ESTOP, 10)  # volatile, as a plain `ros2 topic pub`
+        runner.spin_until(lambda: any("NEVER reaches" in e.get("message", "") for e in runner.bridge_events), 10,
+                          "the bridge to report the publisher it cannot hear")  # fmt: skip
+        runner.node.destroy_publisher(plain)
 
         # 2. The runstop service, and a goal while e-stopped: refused, the policy stays e-stopped.
         client = runner.node.create_client(SetBool, protocol.RUNSTOP_SERVICE)

@@ -4,10 +4,10 @@ Subscribes: flare/action (String: ActionCommand JSON or a bare action name), fla
 flare/sim/reset and flare/policy/status (String, simulated robot only).
 Publishes: flare/action_done (String, ActionDone JSON), flare/bridge/status (String JSON events: malformed
 commands and refusals included); flare/estop when the service is called; the simulated robot also publishes its
-cameras (flare/camera/<camera>/image, while a task runs) and flare/sim/task.
+cameras (flare/camera/<camera>/image, while a task runs and `publish_camera`, settable at run time, is true)
+and flare/sim/task.
 Service: flare/runstop (std_srvs/SetBool, as stretch_ros2's /runstop): true engages the e-stop, false releases
-it. Whichever way the e-stop reaches it, the bridge republishes its state on flare/estop, latched, so a policy
-that missed it or joins later follows.
+it; the bridge then publishes the new state on flare/estop (latched), so the policy follows.
 The simulated robot poses a task by itself when a policy episode starts and none is running: an unseen house
 whose task has the operator's goal, where one does.
 Parameters: backend (stretch: sim | stretch_body | stretch_driver; locobot: sim | interbotix | cmd_vel),
@@ -22,7 +22,9 @@ import json
 import sys
 import time
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
@@ -87,11 +89,10 @@ class BridgeNode(Node):
             self.create_subscription(String, protocol.POLICY_STATUS, self.on_policy_status, COMMAND_QOS)
             self.posed_for_episode = 0
             self.next_house = 0
-            self.camera_pubs = {}
-            if p["publish_camera"]:
-                for camera in CAMERAS:
-                    self.camera_pubs[camera] = self.create_publisher(Image, protocol.camera_topic(camera), IMAGE_QOS)
-                self.create_timer(1.0 / p["camera_hz"], self.publish_frames)
+            self.publish_camera = p["publish_camera"]
+            self.camera_pubs = {c: self.create_publisher(Image, protocol.camera_topic(c), IMAGE_QOS) for c in CAMERAS}
+            self.create_timer(1.0 / p["camera_hz"], self.publish_frames)
+            self.add_on_set_parameters_callback(self.on_parameters)
         info = self.backend.info
         notes = "; ".join(info.notes)
         self.get_logger().info(
@@ -131,16 +132,16 @@ class BridgeNode(Node):
     def on_runstop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         """The service form of the e-stop: engaged here at once, then latched on flare/estop for the policy."""
         self.set_estop(request.data)
+        self.estop_pub.publish(Bool(data=request.data))
         response.success = True
         response.message = "e-stop engaged: robot halted" if request.data else "e-stop released; send a new goal"
         return response
 
     def set_estop(self, engaged: bool) -> None:
         if engaged == self.bridge.estopped:
-            return  # the same state again (both subscriptions, or its own latched message): nothing to do
+            return  # the same state again (topic and service, or its own latched message): nothing to do
         received = time.monotonic()
         done = self.bridge.estop(engaged, now_ns(self))
-        self.estop_pub.publish(Bool(data=engaged))
         if engaged:
             self.report("estop", halted_after_ms=round((time.monotonic() - received) * 1000, 3),
                         aborted=done.action if done else "")  # fmt: skip
@@ -184,6 +185,14 @@ class BridgeNode(Node):
         self.task_pub.publish(string(json.dumps({**task, "stamp_ns": now_ns(self)})))
         self.get_logger().info(f"simulated world: {task['family']} in house {task['house']}: {task['goal']!r}")
 
+    def on_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        """`publish_camera` can be switched at run time (`ros2 param set`): a simulated camera outage."""
+        for parameter in changed:
+            if parameter.name == "publish_camera":
+                self.publish_camera = bool(parameter.value)
+                self.get_logger().info(f"simulated cameras {'on' if self.publish_camera else 'OFF'}")
+        return SetParametersResult(successful=True)
+
     def tick(self) -> None:
         done = self.bridge.tick(time.monotonic(), now_ns(self))
         if done is not None and self.sim is not None:
@@ -198,7 +207,7 @@ class BridgeNode(Node):
 
     def publish_frames(self) -> None:
         """The simulated cameras, while a task runs (between tasks there is no world to show)."""
-        if self.sim is None or not self.camera_pubs or not self.sim.active:
+        if self.sim is None or not self.publish_camera or not self.sim.active:
             return
         stamp = now_ns(self)
         for camera, frame in self.sim.frames().items():

@@ -25,11 +25,14 @@ IMAGE_QOS = qos_profile_sensor_data  # cameras: best effort, keep last
 # Goals, actions, completions, status, e-stop: reliable, with history deep enough that a subscriber starved of
 # CPU for seconds (a recorder on a busy machine) still gets every message.
 COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-# The e-stop: every node subscribes twice, reliable + transient-local (latched: a node that joins late still gets
-# the last state from each live transient-local publisher, the bridge's included) and reliable + volatile (a plain
-# `ros2 topic pub` is heard too). A best-effort publisher matches neither and is reported.
+# The e-stop is latched (reliable + transient-local): a node that joins or restarts late still gets the last
+# state from every live publisher. DDS connects only publishers that offer transient-local too (a plain
+# `ros2 topic pub` does not): those are reported, with the command that works.
 ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-ESTOP_VOLATILE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+ESTOP_COMMAND = (
+    "ros2 topic pub --once -w 2 --qos-reliability reliable --qos-durability transient_local "
+    f'/{protocol.ESTOP} std_msgs/msg/Bool "{{data: true}}"'
+)
 
 
 def image_to_rgb(msg: Image, source: str) -> np.ndarray:
@@ -45,23 +48,19 @@ def rgb_to_image(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
 
 
 def subscribe_estop(node: Node, callback: Callable[[Bool], None], on_problem: Callable[[str], None]) -> None:
-    """The e-stop subscriptions (a message may come through both: `callback` must be idempotent). A publisher
-    that DDS will not connect (best effort) is reported through `on_problem`, since its e-stop would never
-    arrive; a volatile one only misses the latched subscription, and the volatile one hears it."""
+    """The e-stop subscription (ESTOP_QOS). A publisher DDS will not connect is reported through `on_problem`,
+    since its e-stop would otherwise never arrive and nobody would know."""
 
     def incompatible(info: QoSRequestedIncompatibleQoSInfo) -> None:
-        policy = QoSPolicyKind(info.last_policy_kind)
-        if policy == QoSPolicyKind.DURABILITY:
-            return
+        policy = QoSPolicyKind(info.last_policy_kind).name.lower()
         on_problem(
-            f"an e-stop publisher on {protocol.ESTOP} offers incompatible QoS ({policy.name.lower()}): its e-stop "
-            f"NEVER reaches this node. Publish reliable (ros2 topic pub --once -w 2 {protocol.ESTOP} "
-            f'std_msgs/msg/Bool "{{data: true}}") or call the {protocol.RUNSTOP_SERVICE} service'
+            f"an e-stop publisher on {protocol.ESTOP} offers incompatible QoS ({policy}): its e-stop NEVER reaches "
+            f"this node. Publish reliable + transient-local ({ESTOP_COMMAND}) or call the "
+            f"{protocol.RUNSTOP_SERVICE} service"
         )
 
-    for qos in (ESTOP_QOS, ESTOP_VOLATILE_QOS):
-        events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
-        node.create_subscription(Bool, protocol.ESTOP, callback, qos, event_callbacks=events)
+    events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
+    node.create_subscription(Bool, protocol.ESTOP, callback, ESTOP_QOS, event_callbacks=events)
 
 
 def now_ns(node: Node) -> int:
