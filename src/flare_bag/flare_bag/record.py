@@ -25,8 +25,9 @@ from flare_bag.topics import RECORDED
 from flare_ros.common import StartupError, declare_parameters, run_node
 
 PARAMETERS = {"path": "", "storage": "mcap"}
-# Cameras publish best effort (sensor data); a deep history keeps frames while the recorder is busy writing.
-FRAME_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Frames reliable, as the graph's cameras publish them (a best-effort reader would lose large frames to DDS
+# fragmentation); a deep history keeps frames while the recorder is busy writing.
+FRAME_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 # Everything else reliable and deep: a recorder must not lose a command while it writes frames.
 MESSAGE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

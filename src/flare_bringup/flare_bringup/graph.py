@@ -25,6 +25,17 @@ from flare_robots.robot import SIM_BACKEND, get_robot, robots
 ROBOTS = tuple(robots())
 
 DEMO_MODEL = "gridhouse_demo"
+DDS_PROFILE = Path(__file__).with_name("fastdds_frames.xml")  # shared memory for whole camera frames
+DDS_PROFILE_VARIABLE = "FASTRTPS_DEFAULT_PROFILES_FILE"
+
+
+def graph_environment(environ: dict | None = None) -> dict:
+    """The environment the graph's nodes run in: the frame transport profile, unless Fast DDS already has one
+    (a user's profile wins) or another RMW is chosen."""
+    env = dict(os.environ if environ is None else environ)
+    if env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp":
+        env.setdefault(DDS_PROFILE_VARIABLE, str(DDS_PROFILE))
+    return env
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class NodeSpec:
     module: str  # python -m entry, as the plain entry point runs it
     name: str
     parameters: dict = field(default_factory=dict)  # on top of the YAML file
+    required: bool = False  # the graph ends when it dies (policy, bridge); a dead camera only pauses the policy
 
 
 def config_file(robot: str) -> Path:
@@ -82,8 +94,15 @@ def graph_nodes(
     if not real and not model:
         policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse
     nodes = [
-        NodeSpec("flare_ros", "policy_node", "flare_ros.policy_node", "flare_policy", policy_params),
-        NodeSpec("flare_ros", f"{robot}_bridge", "flare_ros.bridge_node", f"{robot}_bridge", {"backend": backend}),
+        NodeSpec("flare_ros", "policy_node", "flare_ros.policy_node", "flare_policy", policy_params, required=True),
+        NodeSpec(
+            "flare_ros",
+            f"{robot}_bridge",
+            "flare_ros.bridge_node",
+            f"{robot}_bridge",
+            {"backend": backend},
+            required=True,
+        ),  # fmt: skip
     ]
     if real:
         nodes += [NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in CAMERAS]
@@ -122,7 +141,7 @@ class Graph:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> Graph:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**graph_environment(), "PYTHONUNBUFFERED": "1"}
         for spec in self.specs:
             out = None
             if self.log_dir is not None:
@@ -136,6 +155,10 @@ class Graph:
 
     def dead(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def dead_required(self) -> dict[str, int]:
+        required = {s.name for s in self.specs if s.required}
+        return {name: code for name, code in self.dead().items() if name in required}
 
     def kill(self, name: str) -> None:
         """Kill one node outright (tests: a camera dying)."""
@@ -186,9 +209,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"starting {', '.join(s.name for s in graph.specs)}; Ctrl-C stops all", flush=True)
     with graph:
         try:
-            while not graph.dead():
+            reported: set[str] = set()
+            while not graph.dead_required():
+                for name in set(graph.dead()) - reported:
+                    print(f"{name} exited ({graph.dead()[name]}); the policy pauses without it", file=sys.stderr)
+                    reported.add(name)
                 time.sleep(0.5)
-            print(f"node(s) exited: {graph.dead()}; stopping the graph", file=sys.stderr)
+            print(f"node(s) exited: {graph.dead_required()}; stopping the graph", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:
             pass

@@ -1,14 +1,16 @@
 """Launch descriptions for `ros2 launch` (needs `launch` and `launch_ros`, present on a ROS 2 Jazzy install,
-not on PyPI): turns `graph.graph_nodes` into launch_ros Nodes, so both ways of starting share one graph."""
+not on PyPI): turns `graph.graph_nodes` into launch_ros Nodes, so both ways of starting share one graph: the
+same parameters, the same Fast DDS frame transport (`graph.graph_environment`), and a policy or bridge that
+dies ends the launch."""
 
 from __future__ import annotations
 
-from flare_bringup.graph import config_file, graph_nodes
+from flare_bringup.graph import DDS_PROFILE_VARIABLE, config_file, graph_environment, graph_nodes
 from flare_robots.robot import get_robot
 
 
 def robot_launch_description(robot: str):
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -23,7 +25,9 @@ def robot_launch_description(robot: str):
         greedy = LaunchConfiguration("greedy").perform(context).lower() == "true"
         record = LaunchConfiguration("record").perform(context)
         storage = LaunchConfiguration("storage").perform(context)
-        return [
+        profile = graph_environment().get(DDS_PROFILE_VARIABLE)  # the frame transport, unless one is set
+        set_profile = [SetEnvironmentVariable(DDS_PROFILE_VARIABLE, profile)] if profile else []
+        return set_profile + [
             Node(
                 package=spec.package,
                 executable=spec.executable,
@@ -31,6 +35,7 @@ def robot_launch_description(robot: str):
                 parameters=[str(config_file(robot)), spec.parameters],
                 output="screen",
                 emulate_tty=True,
+                on_exit=Shutdown(reason=f"{spec.name} exited") if spec.required else None,
             )
             for spec in graph_nodes(robot, real, backend, model, greedy, record, storage)
         ]

@@ -4,7 +4,8 @@ Parameters: camera (policy camera name: nav, manip), source (`device:0`, a video
 or `topic:/camera/color/image_raw` to republish a driver's stream), rate_hz, rotate_cw (0/90/180/270: the
 mounting, e.g. Stretch RE1's head RealSense is 90 deg off; rotate here *or* in the model card, not both),
 width/height (0 = keep; a smaller frame saves bandwidth, the policy resizes anyway), loop (files, folders),
-stall_timeout_s. Publishes flare/camera/<camera>/image (sensor_msgs/Image rgb8, sensor-data QoS).
+stall_timeout_s. Publishes flare/camera/<camera>/image (sensor_msgs/Image rgb8; reliable, keep last 2: large
+frames arrive whole). A driver's topic is read with the reliability its publishers offer.
 A dead or stalled source is logged as an error, once per stall, and nothing is published: the policy pauses.
 """
 
@@ -27,6 +28,7 @@ from flare_ros.common import (
     declare_parameters,
     image_to_rgb,
     now_ns,
+    qos_matching_publishers,
     rgb_to_image,
     run_node,
 )
@@ -108,10 +110,10 @@ class CameraNode(Node):
         self.last_frame = time.monotonic()
         self.stalled = False
         if p["source"].startswith("topic:"):
-            upstream = p["source"].split(":", 1)[1]
-            self.create_subscription(Image, upstream, self.on_upstream, IMAGE_QOS)
+            self.upstream = p["source"].split(":", 1)[1]
             self.source = None
-            what = f"topic {upstream}"
+            self.connect_timer = self.create_timer(0.5, self.connect_upstream)
+            what = f"topic {self.upstream}"
         else:
             self.source = FrameSource(p["source"], p["loop"])
             self.create_timer(1.0 / p["rate_hz"], self.capture)
@@ -131,6 +133,16 @@ class CameraNode(Node):
         frame = self.source.read()
         if frame is not None:
             self.publish(frame, now_ns(self))
+
+    def connect_upstream(self) -> None:
+        """Subscribe to the driver's stream with QoS its publishers offer (realsense2_camera publishes reliable,
+        many drivers best effort): a reader asking for more than they offer would never be connected."""
+        qos = qos_matching_publishers(self, self.upstream)
+        if qos is None:
+            return  # the driver is not up yet: the stall watchdog says so if it stays away
+        self.connect_timer.cancel()
+        self.create_subscription(Image, self.upstream, self.on_upstream, qos)
+        self.get_logger().info(f"subscribed to {self.upstream} ({qos.reliability.name.lower()}, as its publishers)")
 
     def on_upstream(self, msg: Image) -> None:
         try:

@@ -13,7 +13,7 @@ import rclpy
 from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
@@ -21,7 +21,10 @@ from std_msgs.msg import Bool, String
 from flare_core import protocol
 from flare_core.images import RawImage, decode_rgb, encode_rgb
 
-IMAGE_QOS = qos_profile_sensor_data  # cameras: best effort, keep last
+# Camera frames inside the graph: reliable, keep the newest 2. Best effort (sensor data QoS) loses a 1280x720
+# rgb8 frame whenever one of its ~45 UDP fragments is lost, which was most of them at 15 Hz
+# (benchmarks/ros_frames.py); reliable repairs the fragments, and keep-last never blocks the camera.
+IMAGE_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 # Goals, actions, completions, status, e-stop: reliable, with history deep enough that a subscriber starved of
 # CPU for seconds (a recorder on a busy machine) still gets every message.
 COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -51,16 +54,32 @@ def subscribe_estop(node: Node, callback: Callable[[Bool], None], on_problem: Ca
     """The e-stop subscription (ESTOP_QOS). A publisher DDS will not connect is reported through `on_problem`,
     since its e-stop would otherwise never arrive and nobody would know."""
 
+    def problem(text: str) -> None:
+        on_problem(f"{text}: its e-stop NEVER reaches this node. Publish reliable + transient-local "
+                   f"({ESTOP_COMMAND}) or call the {protocol.RUNSTOP_SERVICE} service")  # fmt: skip
+
+    events = on_incompatible_publisher(protocol.ESTOP, problem)
+    node.create_subscription(Bool, protocol.ESTOP, callback, ESTOP_QOS, event_callbacks=events)
+
+
+def qos_matching_publishers(node: Node, topic: str) -> QoSProfile | None:
+    """A reader profile every current publisher of `topic` connects to (what `ros2 topic echo` picks): reliable
+    only when all of them are, keep the newest 2. None while nobody publishes."""
+    publishers = node.get_publishers_info_by_topic(topic)
+    if not publishers:
+        return None
+    reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
+    return QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+
+def on_incompatible_publisher(topic: str, report: Callable[[str], None]) -> SubscriptionEventCallbacks:
+    """Subscription events that report a publisher DDS will not connect to (its messages never arrive)."""
+
     def incompatible(info: QoSRequestedIncompatibleQoSInfo) -> None:
         policy = QoSPolicyKind(info.last_policy_kind).name.lower()
-        on_problem(
-            f"an e-stop publisher on {protocol.ESTOP} offers incompatible QoS ({policy}): its e-stop NEVER reaches "
-            f"this node. Publish reliable + transient-local ({ESTOP_COMMAND}) or call the "
-            f"{protocol.RUNSTOP_SERVICE} service"
-        )
+        report(f"a publisher on {topic} offers incompatible QoS ({policy}), so none of its messages arrive")
 
-    events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
-    node.create_subscription(Bool, protocol.ESTOP, callback, ESTOP_QOS, event_callbacks=events)
+    return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
 
 def now_ns(node: Node) -> int:

@@ -34,6 +34,7 @@ from flare_ros.common import (
     declare_parameters,
     image_to_rgb,
     now_ns,
+    on_incompatible_publisher,
     route_core_logs,
     run_node,
     string,
@@ -76,6 +77,7 @@ class PolicyNode(Node):
         config = LoopConfig(p["step_limit"], p["camera_timeout_s"], p["action_timeout_s"], p["accept_unknown_words"])
         self.loop = PolicyLoop(self.policy, cameras, config)
         self.bad_frames: dict[str, str] = {}
+        self.frames_received = dict.fromkeys(cameras, 0)  # every frame message, usable or not (status: delivery)
 
         self.action_pub = self.create_publisher(String, protocol.ACTION, COMMAND_QOS)
         self.status_pub = self.create_publisher(String, protocol.POLICY_STATUS, COMMAND_QOS)
@@ -84,8 +86,11 @@ class PolicyNode(Node):
         subscribe_estop(self, self.on_estop, self.get_logger().error)
         self.create_subscription(String, protocol.SIM_TASK, self.on_sim_task, COMMAND_QOS)
         for camera in cameras:
-            self.create_subscription(Image, protocol.camera_topic(camera),
-                                     lambda msg, c=camera: self.on_image(c, msg), IMAGE_QOS)  # fmt: skip
+            topic = protocol.camera_topic(camera)
+            events = on_incompatible_publisher(topic, lambda text, c=camera: self.bad_frame(
+                c, f"{text}: publish reliable, or republish a driver's stream through camera_node"))  # fmt: skip
+            self.create_subscription(Image, topic, lambda msg, c=camera: self.on_image(c, msg), IMAGE_QOS,
+                                     event_callbacks=events)  # fmt: skip
         self.create_timer(1.0 / p["tick_hz"], self.tick)
         self.create_timer(1.0, self.publish_status)
         self.create_timer(1.0, self.check_camera_publishers)
@@ -102,6 +107,7 @@ class PolicyNode(Node):
         self.tick()
 
     def on_image(self, camera: str, msg: Image) -> None:
+        self.frames_received[camera] += 1
         try:
             frame = image_to_rgb(msg, f"camera {camera!r} ({protocol.camera_topic(camera)})")
         except FrameError as err:
@@ -164,7 +170,9 @@ class PolicyNode(Node):
 
     def publish_status(self) -> None:
         self.loop.changed = False
-        self.status_pub.publish(string(self.loop.status(now_ns(self)).to_json()))
+        status = self.loop.status(now_ns(self))
+        status.extra["frames_received"] = dict(self.frames_received)
+        self.status_pub.publish(string(status.to_json()))
 
     def close(self) -> None:
         if self.loop.state in (State.ACTING, State.WAITING_FRAME, State.PAUSED):
