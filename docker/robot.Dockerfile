@@ -1,10 +1,12 @@
 # The robot graph on ROS 2 Jazzy (what `ros2 launch flare_bringup <robot>.launch.py` runs), no torch.
 #   docker build -f docker/robot.Dockerfile -t flare-robot .
-#   docker run --rm -it --net=host flare-robot                                   # simulated Stretch
-#   docker run --rm -it --net=host --privileged -v /dev:/dev flare-robot \
+#   docker run --rm -it --net=host --ipc=host flare-robot                        # simulated Stretch
+#   docker run --rm -it --net=host --ipc=host --privileged -v /dev:/dev flare-robot \
 #       ros2 launch flare_bringup stretch.launch.py robot:=real backend:=stretch_driver
 # The stretch_body backend needs the robot's fleet directory mounted (HELLO_FLEET_PATH) and
 # `pip install hello-robot-stretch-body`; the interbotix backend needs Interbotix's ROS 2 workspace.
+# --ipc=host: the graph passes camera frames through shared memory (flare_bringup/fastdds_frames.xml), which
+# a container's default 64 MB /dev/shm cannot hold.
 FROM ros:jazzy-ros-base-noble
 
 RUN apt-get update && apt-get install -y --no-install-recommends \

@@ -76,6 +76,8 @@ def test_operator_graph(tmp_path):
         plain = runner.node.create_publisher(Bool, protocol.ESTOP, 10)  # volatile, as a plain `ros2 topic pub`
         runner.spin_until(lambda: any("NEVER reaches" in e.get("message", "") for e in runner.bridge_events), 10,
                           "the bridge to report the publisher it cannot hear")  # fmt: skip
+        runner.spin_until(lambda: any("NEVER reaches" in p for p in runner.latest_status().extra.get("problems", [])),
+                          10, "the policy to report it on its status")  # fmt: skip
         runner.node.destroy_publisher(plain)
 
         # 2. The runstop service, and a goal while e-stopped: refused, the policy stays e-stopped.

@@ -4,7 +4,8 @@ Subscribes: flare/goal (String), flare/camera/<camera>/image (Image, one per cam
 flare/action_done (String, ActionDone JSON), flare/estop (Bool, latched), flare/sim/task (String: a reset
 simulated world ends the episode it would otherwise revive).
 Publishes: flare/action (String, ActionCommand JSON), flare/policy/status (String, PolicyStatus JSON: on
-every change and at 1 Hz; refused goals and unusable camera frames under `extra`).
+every change and at 1 Hz; refused goals, unusable camera frames, frames received and problems such as an
+e-stop publisher it cannot hear under `extra`).
 Parameters: model (directory with policy.onnx + model.json), embodiment (the card's, default its first),
 robot (embodiment of the robot, masks what it cannot do; default: same), greedy, seed, step_limit,
 provider (auto|cpu|cuda), camera_timeout_s, action_timeout_s, accept_unknown_words (run goals with words
@@ -83,7 +84,8 @@ class PolicyNode(Node):
         self.status_pub = self.create_publisher(String, protocol.POLICY_STATUS, COMMAND_QOS)
         self.create_subscription(String, protocol.GOAL, self.on_goal, COMMAND_QOS)
         self.create_subscription(String, protocol.ACTION_DONE, self.on_done, COMMAND_QOS)
-        subscribe_estop(self, self.on_estop, self.get_logger().error)
+        self.problems: list[str] = []  # what the operator must fix outside this node (status `extra.problems`)
+        subscribe_estop(self, self.on_estop, self.report_problem)
         self.create_subscription(String, protocol.SIM_TASK, self.on_sim_task, COMMAND_QOS)
         for camera in cameras:
             topic = protocol.camera_topic(camera)
@@ -131,6 +133,12 @@ class PolicyNode(Node):
         self.loop.on_camera_problem(camera, why, time.monotonic())
         self.tick()
 
+    def report_problem(self, message: str) -> None:
+        self.get_logger().error(message)
+        if message not in self.problems:
+            self.problems.append(message)
+        self.publish_status()
+
     def check_camera_publishers(self) -> None:
         """A camera topic nobody publishes on is the likeliest reason frames stop: say so in the pause."""
         for camera in self.loop.cameras:
@@ -172,6 +180,8 @@ class PolicyNode(Node):
         self.loop.changed = False
         status = self.loop.status(now_ns(self))
         status.extra["frames_received"] = dict(self.frames_received)
+        if self.problems:
+            status.extra["problems"] = self.problems[-5:]
         self.status_pub.publish(string(status.to_json()))
 
     def close(self) -> None:
