@@ -1,4 +1,4 @@
-"""The action vocabulary and embodiments: one definition, strict lookups, the masks DESIGN.md promises."""
+"""The action vocabulary and embodiments: one definition, strict lookups, the masks docs/design.md promises."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from flare_core import (
     get_embodiment,
 )
 
-# DESIGN.md contract 1, copied by hand on purpose: a reordering in code must fail here.
+# docs/design.md, contract 1, copied by hand on purpose: a reordering in code must fail here.
 SPOC_ORDER = "m r l b end sub_done ls rs p zm zp yp ym wp wm yms zms zps yps d".split()
 
 

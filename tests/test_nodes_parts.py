@@ -62,3 +62,24 @@ def test_camera_node_reports_a_stalled_source(tmp_path):
         log = process.communicate(timeout=10)[0]
     assert "STALLED" in log and "no frame from" in log
     assert log.count("STALLED") == 1  # said once per stall, not at every check
+
+
+def test_camera_node_reads_a_driver_with_the_reliability_it_offers():
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from flare_ros.common import qos_matching_publishers
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("qos_probe", context=context)
+    try:
+        assert qos_matching_publishers(node, "/driver/image") is None  # nobody publishes yet: wait
+        node.create_publisher(Image, "/driver/image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        assert qos_matching_publishers(node, "/driver/image").reliability == ReliabilityPolicy.RELIABLE
+        node.create_publisher(Image, "/driver/image", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        assert qos_matching_publishers(node, "/driver/image").reliability == ReliabilityPolicy.BEST_EFFORT
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

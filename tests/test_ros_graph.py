@@ -144,7 +144,8 @@ def test_dead_camera_pauses_the_policy_and_the_bridge_stops(tmp_path):
         graph.stop()
 
 
-def test_wrong_image_encoding_is_reported_and_never_acted_on(tmp_path):
+def test_unusable_frames_are_reported_and_never_acted_on(tmp_path):
+    """Depth frames and all-black frames pause the policy with the reason; a world reset ends the paused episode."""
     from sensor_msgs.msg import Image
 
     from flare_core import protocol
@@ -167,6 +168,17 @@ def test_wrong_image_encoding_is_reported_and_never_acted_on(tmp_path):
         assert "depth image" in log and "depth image" in runner.latest_status().reason  # the pause says why
         assert log.count("frames from this camera are ignored") <= 2  # once per camera, not at 10 Hz
         assert log.count("PAUSED") <= 3  # once per change of reason
+        black = Image(height=56, width=56, encoding="rgb8", step=168, data=bytes(56 * 168))  # a covered lens
+        for _ in range(5):
+            for pub in pubs.values():
+                pub.publish(black)
+            runner.spin_for(0.1)
+        status = runner.latest_status()
+        assert runner.actions == [] and status.state == "paused" and "all-black" in status.reason
+        assert "all-black" in status.extra["camera_problems"]["nav"]
+        runner.start_task("objectnav", 1)  # a new world: the paused episode must not resume under its old goal
+        runner.spin_until(lambda: runner.latest_status().state == "finished", 5, "the paused episode to end")
+        assert "reset" in runner.latest_status().reason
     finally:
         runner.close()
         graph.stop()

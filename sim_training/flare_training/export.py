@@ -1,7 +1,7 @@
 """Export a checkpoint's actor as a one-step ONNX graph with its KV-cache as explicit inputs and outputs, plus
 the model card that every loader validates.
 
-Graph (DESIGN.md contract 4), batch dimension dynamic:
+Graph (docs/design.md, contract 4), batch dimension dynamic:
   inputs   images.<camera> float32 [B, 3, H, W] (preprocessed by flare_core.preprocess with the card's config),
            goal_tokens int64 [B, K], prev_action int64 [B], holding int64 [B], step int64 [B],
            past_key_values.<i>.key|value float32 [B, heads, past_len, head_dim] (past_len 0 at an episode start)

@@ -1,6 +1,6 @@
 """What the nodes say to each other: topic names and the JSON payloads of their `std_msgs/String` messages.
 
-Standard messages only (DESIGN.md contract 6): actions, completions and status are JSON in `std_msgs/String`,
+Standard messages only (docs/design.md, contract 7): actions, completions and status are JSON in `std_msgs/String`,
 readable with `ros2 topic echo` and recordable in any bag. An operator can also drive a bridge by hand with a
 bare action name (`ros2 topic pub --once /flare/action std_msgs/String "data: m"`). Names are relative, so
 a launch namespace prefixes them all.

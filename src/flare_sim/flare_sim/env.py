@@ -1,6 +1,6 @@
 """GridhouseEnv: the embedded simulator behind the project's observation and action contract.
 
-Observations (DESIGN.md contract 3): `nav_rgb` and `manip_rgb` camera frames (uint8 H x W x 3), the `goal`
+Observations (docs/design.md, contract 3): `nav_rgb` and `manip_rgb` camera frames (uint8 H x W x 3), the `goal`
 text, `prev_action` (NO_PREVIOUS_ACTION at an episode's first step) and `holding` (1 when an object is held).
 Actions are indices into the 20-action Stretch vocabulary; the `gridhouse` embodiment's masked actions and
 unknown indices are refused with an error, never silently ignored. Reward: `success_reward` on success,
