@@ -197,3 +197,8 @@ def test_a_pause_says_why_the_frames_were_not_used(loop):
     assert "nav" in loop.status(0).extra["camera_problems"]
     frames(loop, 3 * S, now=2.1)
     assert loop.state == State.WAITING_FRAME and "camera_problems" not in loop.status(0).extra
+    loop.on_camera_problem("manip", "no node publishes on flare/camera/manip/image", 2.2)
+    loop.clear_camera_problem("manip", "something else")
+    assert "manip" in loop.status(0).extra["camera_problems"]
+    loop.clear_camera_problem("manip", "no node publishes on flare/camera/manip/image")  # a publisher appeared
+    assert "camera_problems" not in loop.status(0).extra

@@ -142,6 +142,12 @@ class PolicyLoop:
             if self.state == State.PAUSED:
                 self._check_cameras(now)
 
+    def clear_camera_problem(self, camera: str, why: str) -> None:
+        """`why` no longer holds for `camera` (e.g. a publisher appeared): a pause must not give it as a reason."""
+        if self.camera_problems.get(camera) == why:
+            del self.camera_problems[camera]
+            self.changed = True
+
     def on_done(self, done: ActionDone, now: float) -> None:
         if self.in_flight is not None and done.id == self.in_flight.id:
             self.in_flight = None  # the previous episode's motion is over: decide on frames taken after it

@@ -143,8 +143,11 @@ class PolicyNode(Node):
         """A camera topic nobody publishes on is the likeliest reason frames stop: say so in the pause."""
         for camera in self.loop.cameras:
             topic = protocol.camera_topic(camera)
+            why = f"no node publishes on {topic}"
             if self.count_publishers(topic) == 0:
-                self.loop.on_camera_problem(camera, f"no node publishes on {topic}", time.monotonic())
+                self.loop.on_camera_problem(camera, why, time.monotonic())
+            else:
+                self.loop.clear_camera_problem(camera, why)
 
     def on_sim_task(self, msg: String) -> None:
         try:
