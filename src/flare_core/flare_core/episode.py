@@ -66,6 +66,7 @@ class PolicyLoop:
         self.sent_at = 0.0
         self.in_flight: ActionCommand | None = None  # a previous episode's command whose motion still runs
         self.goal_stamp_ns = 0
+        self.goal_at = -1e18  # monotonic time of the last accepted goal
         self.goal_refused = ""  # why the last goal was refused (cleared by the next accepted one)
         self.camera_problems: dict[str, str] = {}  # camera -> why its frames are not used (black, undecodable)
         self.frames_after_ns = 0
@@ -96,6 +97,7 @@ class PolicyLoop:
         self.step, self.goal, self.holding, self.pending, self.outcome = 0, goal, False, None, None
         self.goal_refused = ""
         self.frames_after_ns = self.goal_stamp_ns = stamp_ns
+        self.goal_at = now
         self._set(State.WAITING_FRAME, self._waiting_reason())
         log.info(f"episode {self.episode}: goal {clip_text(goal)!r}")
         self._check_cameras(now)
@@ -233,7 +235,10 @@ class PolicyLoop:
 
     # -- internals -------------------------------------------------------------------------------------
     def _silent(self, now: float) -> list[str]:
-        return [c for c in self.cameras if now - self.last_frame_at.get(c, -1e18) > self.config.camera_timeout_s]
+        """Cameras with no frame for `camera_timeout_s`, counted from the goal at the earliest: a camera that
+        only shows a world while a task runs (the simulated robot) gets that long to deliver its first frame."""
+        since = {c: max(self.last_frame_at.get(c, -1e18), self.goal_at) for c in self.cameras}
+        return [c for c in self.cameras if now - since[c] > self.config.camera_timeout_s]
 
     def _waiting_reason(self) -> str:
         if self.in_flight is None:
