@@ -114,7 +114,7 @@ def run(minutes: float, out: Path, estop_every: int, pause_every: int) -> dict:
     try:
         runner.wait_ready()
         index = 0
-        while soak.elapsed() < minutes * 60 and not graph.dead():
+        while soak.elapsed() < minutes * 60 and not graph.dead():  # Ctrl-C: stop here and report so far
             index += 1
             try:
                 soak.episode(index, estop=index % estop_every == 0, pause=index % pause_every == 0)
@@ -123,6 +123,8 @@ def run(minutes: float, out: Path, estop_every: int, pause_every: int) -> dict:
                 soak.lost.append(f"episode {index}: {err}")
                 runner.estop(False)
                 soak.cameras(True)
+            except KeyboardInterrupt:
+                break
             if index % 50 == 0:
                 print(f"{soak.elapsed() / 60:.1f} min: {soak.counts}", flush=True)
         dead = graph.dead()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool, String
 
 from flare_bag.topics import RECORDED
@@ -37,7 +38,9 @@ class EpisodeOutcome:
 class EpisodeRunner:
     def __init__(self, name: str = "flare_episode_runner") -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        # No rclpy signal handler: Ctrl-C raises KeyboardInterrupt in the caller, which stops and cleans up,
+        # instead of shutting this context down under a loop that keeps waiting on it.
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
