@@ -37,7 +37,7 @@ from flare_training.export import (
     io_names,
     quantize_weights,
 )
-from flare_training.model import ActorCritic, KVCache, ModelConfig
+from flare_training.model import ActorCritic, CachedStepAttention, KVCache, ModelConfig, SequenceAttention
 
 STEPS = (1, 100, 500)
 
@@ -59,7 +59,11 @@ def interleaved_median_ms(repeats: int, calls: dict[str, tuple]) -> dict[str, fl
 
 def torch_decoder_cached(decoder, token: torch.Tensor, cache: KVCache, past_len: int) -> None:
     cache.length.fill_(past_len)  # the same past every call: time one step at that length
-    decoder.forward_step(token, cache)
+    decoder(token, CachedStepAttention(cache))
+
+
+def torch_decoder_recompute(decoder, history: torch.Tensor, episode: torch.Tensor) -> None:
+    decoder(history, SequenceAttention(episode))  # the whole history again, as SPOC does each step
 
 
 def torch_step_cached(model: ActorCritic, images: dict, inputs: dict, cache: KVCache, past_len: int) -> None:
@@ -159,7 +163,7 @@ def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_
             past_len,
         )
         history, episode = torch.randn(1, t, config.d_model), torch.zeros(1, t, dtype=torch.long)
-        groups["torch"][f"torch_recompute_ms_t{t}"] = (decoder.forward_sequence, history, episode)
+        groups["torch"][f"torch_recompute_ms_t{t}"] = (torch_decoder_recompute, decoder, history, episode)
     out = {}
     with torch.inference_mode():
         for calls in groups.values():

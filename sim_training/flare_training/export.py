@@ -27,26 +27,25 @@ from torch import nn
 from flare_core.actions import ACTION_NAMES
 from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
 from flare_training.checkpoint import load_checkpoint
-from flare_training.model import ActorCritic
+from flare_training.model import ActorCritic, merge_heads
 
 OPSET = 17
 POLICY_FILE = "policy.onnx"
 
 
-def decode_with_past(decoder, head: nn.Module, x: torch.Tensor, past) -> tuple[torch.Tensor, ...]:
-    """One fused token [B, 1, D] through the decoder, attending over explicit past keys/values; -> logits, presents."""
-    presents = []
-    for i, block in enumerate(decoder.blocks):
-        attn = block.attn
-        q, k, v = attn.project(block.attn_norm(x))
-        keys = torch.cat([past[2 * i], k], dim=2)
-        values = torch.cat([past[2 * i + 1], v], dim=2)
-        presents += [keys, values]
-        weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(attn.head_dim), dim=-1)
-        y = (weights @ values).transpose(1, 2).reshape(x.shape[0], 1, attn.heads * attn.head_dim)
-        x = x + attn.out(y)
-        x = x + block.mlp(block.mlp_norm(x))
-    return (head(decoder.norm(x))[:, 0], *presents)
+class ConcatPastAttention:
+    """The "concat" cache layout: each layer's past keys/values come in as graph inputs [B, heads, past, head_dim]
+    and leave, with the new step appended, as `presents` (Hugging Face's convention)."""
+
+    def __init__(self, past) -> None:
+        self.past, self.presents = past, []
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        keys = torch.cat([self.past[2 * layer], k], dim=2)
+        values = torch.cat([self.past[2 * layer + 1], v], dim=2)
+        self.presents += [keys, values]
+        weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(q.shape[-1]), dim=-1)
+        return merge_heads(weights @ values)
 
 
 class _InPlaceAttention(torch.autograd.Function):
@@ -92,21 +91,34 @@ class _InPlaceAttention(torch.autograd.Function):
         return outputs
 
 
-def decode_in_place(
-    decoder, head: nn.Module, x: torch.Tensor, past, filled: torch.Tensor, scales: list | None = None
-) -> tuple[torch.Tensor, ...]:
-    """decode_with_past for the "shared" layout: past [B, heads, max_context, head_dim] buffers, `filled` [B];
-    `scales`, one (key, value) pair per layer, for int8 buffers."""
-    presents = []
-    for i, block in enumerate(decoder.blocks):
-        attn = block.attn
-        q, k, v = attn.qkv(block.attn_norm(x)).chunk(3, dim=-1)  # head-major, as Attention.project splits them
-        layer_scales = None if scales is None else tuple(scales[i])
-        y, key, value = _InPlaceAttention.apply(q, k, v, past[2 * i], past[2 * i + 1], filled, attn.heads, layer_scales)
-        presents += [key, value]
-        x = x + attn.out(y)
-        x = x + block.mlp(block.mlp_norm(x))
-    return (head(decoder.norm(x))[:, 0], *presents)
+class InPlaceAttention:
+    """The "shared" cache layout: fixed [B, heads, max_context, head_dim] buffers, the new step written at row
+    `filled` [B] (ONNX Runtime's GroupQueryAttention); `scales`, one (key, value) pair per layer, for int8
+    buffers."""
+
+    def __init__(self, past, filled: torch.Tensor, heads: int, scales: list | None = None) -> None:
+        self.past, self.filled, self.heads, self.scales, self.presents = past, filled, heads, scales, []
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        heads = self.heads  # a Python int: the graph's attribute, not a traced shape
+        scales = None if self.scales is None else tuple(self.scales[layer])
+        q, k, v = (merge_heads(t) for t in (q, k, v))  # GroupQueryAttention takes [B, 1, heads * head_dim]
+        y, key, value = _InPlaceAttention.apply(q, k, v, self.past[2 * layer], self.past[2 * layer + 1],
+                                                self.filled, heads, scales)  # fmt: skip
+        self.presents += [key, value]
+        return y
+
+
+def export_attention(cache_layout: str, past, step: torch.Tensor | None, heads: int, scales: list | None = None):
+    """The attention strategy of a cache layout; the step index doubles as the filled count ("shared")."""
+    if cache_layout == "shared":
+        return InPlaceAttention(past, step.to(torch.int32), heads, scales)
+    return ConcatPastAttention(past)
+
+
+def decode(decoder, head: nn.Module, x: torch.Tensor, attention) -> tuple[torch.Tensor, ...]:
+    """One fused token [B, 1, D] through the decoder with an export attention strategy; -> logits, presents."""
+    return (head(decoder(x, attention))[:, 0], *attention.presents)
 
 
 def cache_scales(model: ActorCritic, adapter, episodes: int = 20, seed: int = 0) -> list[tuple[float, float]]:
@@ -152,10 +164,8 @@ class OnnxStep(nn.Module):
         visual = self.model.visual(dict(zip(self.cameras, images, strict=True)))
         decoder = self.model.actor.decoder
         x = decoder.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
-        head = self.model.actor.heads["logits"]
-        if self.cache_layout == "shared":
-            return decode_in_place(decoder, head, x, past, step.to(torch.int32), self.cache_scales)
-        return decode_with_past(decoder, head, x, past)
+        attention = export_attention(self.cache_layout, past, step, self.model.config.heads, self.cache_scales)
+        return decode(decoder, self.model.actor.heads["logits"], x, attention)
 
 
 class OnnxDecoderStep(nn.Module):
@@ -171,10 +181,9 @@ class OnnxDecoderStep(nn.Module):
     def forward(self, x: torch.Tensor, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x [B, 1, d_model], then (shared layout only) step [B], then the past."""
         actor = self.model.actor
-        if self.cache_layout == "shared":
-            step, past = args[0].to(torch.int32), args[1:]
-            return decode_in_place(actor.decoder, actor.heads["logits"], x, past, step, self.cache_scales)
-        return decode_with_past(actor.decoder, actor.heads["logits"], x, args)
+        step, past = (args[0], args[1:]) if self.cache_layout == "shared" else (None, args)
+        attention = export_attention(self.cache_layout, past, step, self.model.config.heads, self.cache_scales)
+        return decode(actor.decoder, actor.heads["logits"], x, attention)
 
 
 def _check_layout(layout: str) -> str:

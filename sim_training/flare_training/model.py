@@ -1,16 +1,20 @@
 """The policy network, shaped like FLaRe's: per-camera visual encoders, a goal encoder, one fused token per
 step, a causal transformer decoder (LLaMA-style: RMSNorm, SwiGLU) with a KV-cache, and actor/critic heads.
 
-Two ways to run the decoder, which must agree (tests hold them to 1e-5):
-- `forward_sequence`: whole sequences with a block-causal mask, each step attending only to earlier steps of
+One decoder, one block forward; what differs between uses is only where attention takes its keys and values
+from, an attention strategy passed in (tests hold them to agree):
+- `SequenceAttention`: whole sequences with a block-causal mask, each step attending only to earlier steps of
   its own episode (updates, behaviour cloning);
-- `forward_step`: one step per call against a KV-cache (rollouts, deployment).
-Time encoding is the step index within the episode, so both see identical inputs.
+- `CachedStepAttention`: one step per call against a KV-cache (rollouts);
+- the export's strategies (`flare_training.export`): the past as explicit graph inputs, concatenated or
+  written in place.
+Time encoding is the step index within the episode, so all of them see identical inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -258,11 +262,47 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """mask: bool, True = may attend, broadcastable to [B, heads, Tq, Tk]; every query sees itself."""
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        b, _, t, _ = y.shape
-        return self.out(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+
+def merge_heads(y: torch.Tensor) -> torch.Tensor:
+    """[B, heads, T, head_dim] -> [B, T, heads * head_dim] (head-major, as `Attention.qkv` lays them out)."""
+    b, heads, t, d = y.shape
+    return y.transpose(1, 2).reshape(b, t, heads * d)
+
+
+class AttentionStrategy(Protocol):
+    """Where a layer's attention finds its keys and values: (layer, q, k, v [B, heads, T, head_dim]) ->
+    the attended values [B, T, heads * head_dim]."""
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...
+
+
+class SequenceAttention:
+    """Whole sequences [B, T]: each step attends to earlier steps with the same episode id. With `keep_kv` (a
+    list), each layer's (keys, values) are appended to it, to seed a KVCache."""
+
+    def __init__(self, episode: torch.Tensor, keep_kv: list | None = None) -> None:
+        t = episode.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=episode.device).tril()
+        self.mask = (causal & (episode[:, :, None] == episode[:, None, :]))[:, None]
+        self.keep_kv = keep_kv
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.keep_kv is not None:
+            self.keep_kv.append((k, v))
+        return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask))
+
+
+class CachedStepAttention:
+    """One new step per row [B, 1], appended to `cache` and attending over each row's filled part of it. The
+    caller advances the cache once every layer has run."""
+
+    def __init__(self, cache: KVCache) -> None:
+        self.cache = cache
+        self.filled, self.mask = cache.window()
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        keys, values = self.cache.append(layer, k, v, self.filled)
+        return merge_heads(F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask))
 
 
 class Block(nn.Module):
@@ -270,6 +310,11 @@ class Block(nn.Module):
         super().__init__()
         self.attn_norm, self.attn = RMSNorm(config.d_model), Attention(config)
         self.mlp_norm, self.mlp = RMSNorm(config.d_model), SwiGLU(config.d_model)
+
+    def forward(self, x: torch.Tensor, layer: int, attention: AttentionStrategy) -> torch.Tensor:
+        q, k, v = self.attn.project(self.attn_norm(x))
+        x = x + self.attn.out(attention(layer, q, k, v))
+        return x + self.mlp(self.mlp_norm(x))
 
 
 class Decoder(nn.Module):
@@ -312,31 +357,10 @@ class Decoder(nn.Module):
             start += channels * cells
         return torch.cat(out, dim=-1)
 
-    def forward_sequence(self, x: torch.Tensor, episode: torch.Tensor, keep_kv: list | None = None) -> torch.Tensor:
-        """x: [B, T, D] tokens; episode: [B, T] ids (steps attend to earlier steps with the same id).
-
-        With `keep_kv` (a list), each layer's (keys, values) are appended to it, to seed a KVCache.
-        """
-        t = x.shape[1]
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        mask = (causal & (episode[:, :, None] == episode[:, None, :]))[:, None]
-        for block in self.blocks:
-            q, k, v = block.attn.project(block.attn_norm(x))
-            if keep_kv is not None:
-                keep_kv.append((k, v))
-            x = x + block.attn.attend(q, k, v, mask)
-            x = x + block.mlp(block.mlp_norm(x))
-        return self.norm(x)
-
-    def forward_step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """x: [B, 1, D], one new step per batch row; appends to the cache and returns [B, 1, D]."""
-        filled, mask = cache.window()
-        for i, block in enumerate(self.blocks):
-            q, k, v = block.attn.project(block.attn_norm(x))
-            keys, values = cache.append(i, k, v, filled)
-            x = x + block.attn.attend(q, keys, values, mask)
-            x = x + block.mlp(block.mlp_norm(x))
-        cache.advance()
+    def forward(self, x: torch.Tensor, attention: AttentionStrategy) -> torch.Tensor:
+        """Tokens [B, T, d_model] through every block, attention as `attention` has it; -> [B, T, d_model]."""
+        for layer, block in enumerate(self.blocks):
+            x = block(x, layer, attention)
         return self.norm(x)
 
 
@@ -414,7 +438,7 @@ class PolicyNetwork(nn.Module):
     def sequence(self, batch: dict[str, torch.Tensor], keep_kv: list | None = None) -> dict[str, torch.Tensor]:
         d = self.decoder
         x = d.tokens(batch["visual"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"])
-        return self._heads(d.forward_sequence(x, batch["episode"], keep_kv))
+        return self._heads(d(x, SequenceAttention(batch["episode"], keep_kv)))
 
     def prime(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor, cache: KVCache) -> None:
         """Seed `cache` with each row's episode so far (batch rows left-aligned at their first step)."""
@@ -435,7 +459,9 @@ class PolicyNetwork(nn.Module):
             inputs["holding"][:, None],
             cache.step[:, None],
         )
-        return {k: v[:, 0] for k, v in self._heads(d.forward_step(x, cache)).items()}
+        h = d(x, CachedStepAttention(cache))
+        cache.advance()
+        return {k: v[:, 0] for k, v in self._heads(h).items()}
 
 
 class ActorCritic(nn.Module):
