@@ -85,3 +85,14 @@ def test_batch_preprocessing_equals_per_frame(config):
     np.testing.assert_array_equal(preprocess_batch(frames, config), expected)
     with pytest.raises(FrameError, match="uint8"):
         preprocess_batch(frames.astype(np.float64), config)
+
+
+def test_spoc_camera_is_spocs_crop_and_clip_normalisation():
+    from flare_core.preprocessing import CLIP_MEAN, CLIP_STD, SPOC_RENDER, spoc_camera
+
+    frame = np.random.default_rng(0).integers(0, 256, (*SPOC_RENDER, 3), dtype=np.uint8)
+    ours = preprocess(frame, spoc_camera())
+    cropped = frame[:, 6:-6].astype(np.float64) / 255.0  # SPOC: event.frame[:, 6:-6], /255, CLIP mean/std
+    spoc = ((cropped - np.array(CLIP_MEAN)) / np.array(CLIP_STD)).transpose(2, 0, 1)
+    assert ours.shape == (3, 224, 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, spoc, atol=1e-5)

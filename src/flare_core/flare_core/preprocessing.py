@@ -64,6 +64,19 @@ class PreprocessConfig:
         return cls(**kwargs)
 
 
+# SPOC/FLaRe frames: AI2-THOR renders 396 x 224, `[:, 6:-6]` crops 6 px each side to 224 x 384, then /255 and
+# CLIP's mean/std (SPOC's DINO_RGB_MEANS / DINO_RGB_STDS). DINOv2 then sees the central 224 x 378 (model side).
+SPOC_RENDER = (224, 396)  # height, width
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def spoc_camera() -> PreprocessConfig:
+    """SPOC/FLaRe's preprocessing of one camera's 396 x 224 frame, as the preprocessing of a model card."""
+    side = 6 / SPOC_RENDER[1]
+    return PreprocessConfig(height=224, width=384, crop_left=side, crop_right=side, mean=CLIP_MEAN, std=CLIP_STD)
+
+
 def check_frame(frame: object, camera: str = "camera") -> np.ndarray:
     """Return the frame as an H x W x 3 uint8 array or raise FrameError saying what is wrong with it."""
     if not isinstance(frame, np.ndarray):
