@@ -37,14 +37,14 @@ class ConcatPastAttention:
     """The "concat" cache layout: each layer's past keys/values come in as graph inputs [B, heads, past, head_dim]
     and leave, with the new step appended, as `presents` (Hugging Face's convention)."""
 
-    def __init__(self, past) -> None:
-        self.past, self.presents = past, []
+    def __init__(self, past, head_dim: int) -> None:
+        self.past, self.scale, self.presents = past, 1.0 / math.sqrt(head_dim), []  # a constant of the graph
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         keys = torch.cat([self.past[2 * layer], k], dim=2)
         values = torch.cat([self.past[2 * layer + 1], v], dim=2)
         self.presents += [keys, values]
-        weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(q.shape[-1]), dim=-1)
+        weights = torch.softmax((q @ keys.transpose(-1, -2)) * self.scale, dim=-1)
         return merge_heads(weights @ values)
 
 
@@ -109,11 +109,12 @@ class InPlaceAttention:
         return y
 
 
-def export_attention(cache_layout: str, past, step: torch.Tensor | None, heads: int, scales: list | None = None):
-    """The attention strategy of a cache layout; the step index doubles as the filled count ("shared")."""
+def export_attention(cache_layout: str, past, step: torch.Tensor | None, config, scales: list | None = None):
+    """The attention strategy of a cache layout for a model of `config` (heads, head_dim: Python ints, graph
+    constants); the step index doubles as the filled count ("shared")."""
     if cache_layout == "shared":
-        return InPlaceAttention(past, step.to(torch.int32), heads, scales)
-    return ConcatPastAttention(past)
+        return InPlaceAttention(past, step.to(torch.int32), config.heads, scales)
+    return ConcatPastAttention(past, config.head_dim)
 
 
 def decode(decoder, head: nn.Module, x: torch.Tensor, attention) -> tuple[torch.Tensor, ...]:
@@ -164,7 +165,7 @@ class OnnxStep(nn.Module):
         visual = self.model.visual(dict(zip(self.cameras, images, strict=True)))
         decoder = self.model.actor.decoder
         x = decoder.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
-        attention = export_attention(self.cache_layout, past, step, self.model.config.heads, self.cache_scales)
+        attention = export_attention(self.cache_layout, past, step, self.model.config, self.cache_scales)
         return decode(decoder, self.model.actor.heads["logits"], x, attention)
 
 
@@ -182,7 +183,7 @@ class OnnxDecoderStep(nn.Module):
         """x [B, 1, d_model], then (shared layout only) step [B], then the past."""
         actor = self.model.actor
         step, past = (args[0], args[1:]) if self.cache_layout == "shared" else (None, args)
-        attention = export_attention(self.cache_layout, past, step, self.model.config.heads, self.cache_scales)
+        attention = export_attention(self.cache_layout, past, step, self.model.config, self.cache_scales)
         return decode(actor.decoder, actor.heads["logits"], x, attention)
 
 
