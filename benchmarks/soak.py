@@ -22,7 +22,6 @@ from pathlib import Path
 
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from std_msgs.msg import String
 
 from flare_bringup.graph import Graph
 from flare_bringup.runner import EpisodeRunner, GraphError
@@ -48,57 +47,43 @@ class Soak:
         self.counts = {"episodes": 0, "finished": 0, "successes": 0, "estopped": 0, "paused": 0, "goals_lost": 0}
         self.lost: list[str] = []
         self.camera_client = runner.node.create_client(SetParameters, "/stretch_bridge/set_parameters")
+        self.sample_memory()
+        runner.node.create_timer(SAMPLE_S, self.sample_memory)  # fires while the runner spins, whatever it waits for
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def sample_memory(self) -> None:
-        if not self.memory or self.elapsed() - self.memory[-1][0] >= SAMPLE_S:
-            self.memory.append((self.elapsed(), {n: rss_kib(p.pid) for n, p in self.graph.processes.items()}))
-
-    def wait(self, condition, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise GraphError(f"timed out after {timeout:.0f} s waiting for {what}")
-            self.runner.executor.spin_once(timeout_sec=0.02)
-            self.sample_memory()
+        self.memory.append((self.elapsed(), {n: rss_kib(p.pid) for n, p in self.graph.processes.items()}))
 
     def cameras(self, on: bool) -> None:
         value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=on)
         future = self.camera_client.call_async(SetParameters.Request(parameters=[Parameter(name="publish_camera",
                                                                                            value=value)]))  # fmt: skip
-        self.wait(future.done, 10, "the bridge's parameter service")
+        self.runner.spin_until(future.done, 10, "the bridge's parameter service")
 
     def episode(self, index: int, estop: bool, pause: bool) -> None:
         r = self.runner
-        family, house = FAMILIES[index % len(FAMILIES)], index % 500
-        before = len(r.tasks)
-        r.reset_pub.publish(String(data=json.dumps({"family": family, "house": house})))
-        self.wait(lambda: len(r.tasks) > before, 20, "the simulated world")
-        last = max((s.episode for s in r.statuses), default=0)
-        r.goal_pub.publish(String(data=r.tasks[-1]["goal"]))
-        self.wait(lambda: any(s.episode > last for s in r.statuses), 20, "the episode to start")
-        episode = last + 1
+        task = r.start_task(FAMILIES[index % len(FAMILIES)], index % 500)
+        episode = r.send_goal(task["goal"])
         mine = lambda: [s for s in r.statuses if s.episode == episode]  # noqa: E731
         over = lambda: mine()[-1].state == "finished"  # noqa: E731
         if estop or pause:
-            self.wait(lambda: any(s.step >= 2 for s in mine()) or over(), 30, "two actions")
+            r.spin_until(lambda: any(s.step >= 2 for s in mine()) or over(), 30, "two actions")
         if estop and not over():
             r.estop(True)
-            self.wait(lambda: mine()[-1].state == "estopped", 10, "the e-stop")
+            r.spin_until(lambda: mine()[-1].state == "estopped", 10, "the e-stop")
             r.estop(False)
-            self.wait(lambda: r.latest_status().state == "idle", 10, "the release")
+            r.spin_until(lambda: r.latest_status().state == "idle", 10, "the release")
             self.counts["estopped"] += 1
         else:
             if pause and not over():
                 self.cameras(False)
-                self.wait(lambda: mine()[-1].state == "paused" or over(), 10, "the policy to pause")
-                end = time.monotonic() + 2.0
-                self.wait(lambda: time.monotonic() > end, 5, "the outage")
+                r.spin_until(lambda: mine()[-1].state == "paused" or over(), 10, "the policy to pause")
+                r.spin_for(2.0)  # the outage
                 self.cameras(True)
                 self.counts["paused"] += 1
-            self.wait(over, 180, f"episode {episode} to finish")
+            r.spin_until(over, 180, f"episode {episode} to finish")
         final = mine()[-1]
         if final.state == "finished":
             self.counts["finished"] += 1

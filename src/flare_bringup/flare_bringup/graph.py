@@ -93,16 +93,10 @@ def graph_nodes(
     policy_params = {"model": str(model or default_model()), "greedy": greedy}
     if not real and not model:
         policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse
+    bridge = f"{robot}_bridge"  # its executable and its node name
     nodes = [
         NodeSpec("flare_ros", "policy_node", "flare_ros.policy_node", "flare_policy", policy_params, required=True),
-        NodeSpec(
-            "flare_ros",
-            f"{robot}_bridge",
-            "flare_ros.bridge_node",
-            f"{robot}_bridge",
-            {"backend": backend},
-            required=True,
-        ),  # fmt: skip
+        NodeSpec("flare_ros", bridge, "flare_ros.bridge_node", bridge, {"backend": backend}, required=True),
     ]
     if real:
         nodes += [NodeSpec("flare_ros", "camera_node", "flare_ros.camera_node", f"flare_camera_{c}") for c in CAMERAS]

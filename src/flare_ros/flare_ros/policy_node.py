@@ -24,7 +24,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
 from flare_core import protocol
-from flare_core.episode import LoopConfig, PolicyLoop, State
+from flare_core.episode import LoopConfig, PolicyLoop
 from flare_core.images import header_stamp_ns
 from flare_core.preprocessing import FrameError
 from flare_core.runtime import OnnxPolicy, PolicyLoadError, available_providers
@@ -77,7 +77,6 @@ class PolicyNode(Node):
         cameras = [c.name for c in self.policy.card.cameras]
         config = LoopConfig(p["step_limit"], p["camera_timeout_s"], p["action_timeout_s"], p["accept_unknown_words"])
         self.loop = PolicyLoop(self.policy, cameras, config)
-        self.bad_frames: dict[str, str] = {}
         self.frames_received = dict.fromkeys(cameras, 0)  # every frame message, usable or not (status: delivery)
 
         self.action_pub = self.create_publisher(String, protocol.ACTION, COMMAND_QOS)
@@ -120,16 +119,14 @@ class PolicyNode(Node):
             self.bad_frame(camera, f"camera {camera!r} sends all-black frames (mean brightness {brightness:.1f}/255): "
                            "is the lens covered or the sensor dead?")  # fmt: skip
             return
-        self.bad_frames.pop(camera, None)
         self.loop.on_frame(camera, frame, header_stamp_ns(msg), time.monotonic())
         self.tick()
 
     def bad_frame(self, camera: str, why: str) -> None:
         """A frame that is not used: said once per distinct problem (not 30 times a second), in the log and in
         the status, and the camera counts as silent, so the policy pauses rather than act on it."""
-        if self.bad_frames.get(camera) != why:
+        if self.loop.camera_problems.get(camera) != why:  # a good frame clears the loop's record of it
             self.get_logger().error(f"{why}; frames from this camera are ignored until it is fixed")
-            self.bad_frames[camera] = why
         self.loop.on_camera_problem(camera, why, time.monotonic())
         self.tick()
 
@@ -188,7 +185,7 @@ class PolicyNode(Node):
         self.status_pub.publish(string(status.to_json()))
 
     def close(self) -> None:
-        if self.loop.state in (State.ACTING, State.WAITING_FRAME, State.PAUSED):
+        if self.loop.running:
             self.get_logger().warning(f"shutting down mid-episode {self.loop.episode}")
 
 
