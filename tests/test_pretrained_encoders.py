@@ -56,11 +56,11 @@ def test_dinov2_and_t5_options_build_a_working_frozen_policy(dinov2_dir, t5_dir)
     logits, values = model.sequence(batch)
     assert logits.shape == (2, 3, 20) and values.shape == (2, 3) and torch.isfinite(logits).all()
     # Different goals give different goal features; the same goal is encoded once.
-    feats = model.actor.decoder.goal(goal)
+    feats = model.actor.tokens.goal(goal)
     assert not torch.allclose(feats[0], feats[1])
-    assert len(model.actor.decoder.goal._memo) == 2
+    assert len(model.actor.tokens.goal._memo) == 2
     model.train()
-    assert not model.visual.encoders["nav"].backbone.training and not model.actor.decoder.goal.t5.training
+    assert not model.visual.encoders["nav"].backbone.training and not model.actor.tokens.goal.t5.training
 
 
 def test_pretrained_options_refuse_missing_paths():

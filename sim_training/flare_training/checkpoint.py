@@ -55,7 +55,7 @@ def load_checkpoint(
     )
     model = ActorCritic(config, adapter.camera_shapes, adapter.tokenizer.vocab)
     try:
-        missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+        missing, unexpected = model.load_state_dict(_renamed(payload["model"]), strict=False)
     except RuntimeError as err:  # shape mismatches: a checkpoint from another architecture or vocabulary
         raise RuntimeError(f"{path}: checkpoint does not fit the model its own config describes: {err}") from None
     # Switching the critic layout (separate <-> shared) leaves critic weights to initialise fresh; nothing else may.
@@ -63,3 +63,38 @@ def load_checkpoint(
     if bad:
         raise RuntimeError(f"{path}: checkpoint does not fit the model: {bad[:5]}")
     return model, adapter, payload
+
+
+_RENAMED = {
+    ".attn_norm.": ".attention_norm.",
+    ".mlp_norm.": ".ffn_norm.",
+    ".attn.out.": ".attention.wo.",
+    ".mlp.gate.": ".feed_forward.w1.",
+    ".mlp.down.": ".feed_forward.w2.",
+    ".mlp.up.": ".feed_forward.w3.",
+}
+_STEP_TOKENS = ("goal.", "film.", "prev_action.", "holding.", "fuse.", "time.")
+
+
+def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints written before the decoder took LLaMA's (FLaRe's) parameter names: `decoder.blocks.i.attn.qkv`
+    (q, k, v stacked) and `mlp.gate/up/down` become `decoder.layers.i.attention.wq/wk/wv` and
+    `feed_forward.w1/w3/w2`, the step-token parts move from `decoder.` to `tokens.`."""
+    out = {}
+    for key, value in state.items():
+        net, dot, rest = key.partition(".decoder.")
+        if not dot:
+            out[key] = value
+            continue
+        if rest.startswith(_STEP_TOKENS):
+            out[f"{net}.tokens.{rest}"] = value
+            continue
+        rest = rest.replace("blocks.", "layers.", 1)
+        if ".attn.qkv." in rest:
+            for name, part in zip(("wq", "wk", "wv"), value.chunk(3), strict=True):
+                out[f"{net}.decoder.{rest.replace('attn.qkv', f'attention.{name}')}"] = part
+            continue
+        for old, new in _RENAMED.items():
+            rest = rest.replace(old, new)
+        out[f"{net}.decoder.{rest}"] = value
+    return out

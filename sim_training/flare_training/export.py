@@ -163,10 +163,10 @@ class OnnxStep(nn.Module):
         n = len(self.cameras)
         images, (goal, prev_action, holding, step), past = args[:n], args[n : n + 4], args[n + 4 :]
         visual = self.model.visual(dict(zip(self.cameras, images, strict=True)))
-        decoder = self.model.actor.decoder
-        x = decoder.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
+        actor = self.model.actor
+        x = actor.tokens(visual[:, None], goal[:, None], prev_action[:, None], holding[:, None], step[:, None])
         attention = export_attention(self.cache_layout, past, step, self.model.config, self.cache_scales)
-        return decode(decoder, self.model.actor.heads["logits"], x, attention)
+        return decode(actor.decoder, actor.heads["logits"], x, attention)
 
 
 class OnnxDecoderStep(nn.Module):

@@ -226,7 +226,10 @@ class T5GoalEncoder(nn.Module):
         return self.proj(feats)
 
 
-# --- decoder -------------------------------------------------------------------------------------------------
+# --- decoder ---------------------------------------------------------------------------------------------------
+# LLaMA's decoder as FLaRe runs it (training/online/third_party_models/llama/model.py): pre-RMSNorm blocks,
+# SwiGLU, no rotary embedding (time enters through the step token), a final norm and optionally FLaRe's
+# `output` projection. Parameter names are upstream's, so FLaRe's checkpoints load into it by name.
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -237,34 +240,37 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-class SwiGLU(nn.Module):
-    def __init__(self, dim: int) -> None:
+class FeedForward(nn.Module):
+    """SwiGLU, w2(silu(w1 x) * w3 x); hidden size 2/3 of 4 * dim, rounded up to `multiple_of` (FLaRe: 256,
+    giving 1536 at dim 512)."""
+
+    def __init__(self, dim: int, multiple_of: int = 1) -> None:
         super().__init__()
-        hidden = int(8 * dim / 3)
-        self.gate = nn.Linear(dim, hidden, bias=False)
-        self.up = nn.Linear(dim, hidden, bias=False)
-        self.down = nn.Linear(hidden, dim, bias=False)
+        hidden = int(2 * 4 * dim / 3)
+        hidden = multiple_of * -(-hidden // multiple_of)
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        self.heads, self.head_dim = config.heads, config.head_dim
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
-        self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.heads, self.head_dim = heads, dim // heads
+        self.wq, self.wk, self.wv = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.wo = nn.Linear(dim, dim, bias=False)
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """[B, T, D] -> q, k, v as [B, heads, T, head_dim]."""
         b, t, _ = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        return q, k, v
+        return tuple(w(x).view(b, t, self.heads, self.head_dim).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
 
 
 def merge_heads(y: torch.Tensor) -> torch.Tensor:
-    """[B, heads, T, head_dim] -> [B, T, heads * head_dim] (head-major, as `Attention.qkv` lays them out)."""
+    """[B, heads, T, head_dim] -> [B, T, heads * head_dim] (head-major, as the projections lay them out)."""
     b, heads, t, d = y.shape
     return y.transpose(1, 2).reshape(b, t, heads * d)
 
@@ -305,20 +311,42 @@ class CachedStepAttention:
         return merge_heads(F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask))
 
 
-class Block(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, norm_eps: float, multiple_of: int) -> None:
         super().__init__()
-        self.attn_norm, self.attn = RMSNorm(config.d_model), Attention(config)
-        self.mlp_norm, self.mlp = RMSNorm(config.d_model), SwiGLU(config.d_model)
+        self.attention, self.attention_norm = Attention(dim, heads), RMSNorm(dim, norm_eps)
+        self.feed_forward, self.ffn_norm = FeedForward(dim, multiple_of), RMSNorm(dim, norm_eps)
 
     def forward(self, x: torch.Tensor, layer: int, attention: AttentionStrategy) -> torch.Tensor:
-        q, k, v = self.attn.project(self.attn_norm(x))
-        x = x + self.attn.out(attention(layer, q, k, v))
-        return x + self.mlp(self.mlp_norm(x))
+        q, k, v = self.attention.project(self.attention_norm(x))
+        x = x + self.attention.wo(attention(layer, q, k, v))
+        return x + self.feed_forward(self.ffn_norm(x))
 
 
-class Decoder(nn.Module):
-    """Fuses a step's inputs into one token and runs the causal transformer over tokens."""
+class TransformerDecoder(nn.Module):
+    """The causal transformer over step tokens, for both model families; attention as the strategy has it."""
+
+    def __init__(
+        self, dim: int, layers: int, heads: int, norm_eps: float = 1e-6, multiple_of: int = 1, output: bool = False
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        self.layers = nn.ModuleList(TransformerBlock(dim, heads, norm_eps, multiple_of) for _ in range(layers))
+        self.norm = RMSNorm(dim, norm_eps)
+        self.output = nn.Linear(dim, dim, bias=False) if output else None
+
+    def forward(self, x: torch.Tensor, attention: AttentionStrategy) -> torch.Tensor:
+        """Tokens [B, T, dim] -> [B, T, dim]."""
+        for layer, block in enumerate(self.layers):
+            x = block(x, layer, attention)
+        x = self.norm(x)
+        return x if self.output is None else self.output(x)
+
+
+class StepTokens(nn.Module):
+    """The embedded model's step token: visual features, goal, previous action and holding fused by a linear
+    layer, plus a learned time embedding."""
 
     def __init__(
         self, config: ModelConfig, visual_dim: int, vocab: tuple[str, ...] = (), maps: dict | None = None
@@ -336,10 +364,8 @@ class Decoder(nn.Module):
         self.holding = nn.Embedding(2, 16)
         self.fuse = nn.Linear(visual_dim + config.goal_dim + 32 + 16, config.d_model)
         self.time = nn.Embedding(config.max_context, config.d_model)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
-        self.norm = RMSNorm(config.d_model)
 
-    def tokens(self, visual, goal_tokens, prev_action, holding, step) -> torch.Tensor:
+    def forward(self, visual, goal_tokens, prev_action, holding, step) -> torch.Tensor:
         """Per-step inputs [B, T, ...] -> tokens [B, T, d_model]."""
         goal = self.goal(goal_tokens)
         if self.maps:
@@ -356,12 +382,6 @@ class Decoder(nn.Module):
             out.append(torch.relu(fmap * (1 + gamma) + beta).flatten(-2))
             start += channels * cells
         return torch.cat(out, dim=-1)
-
-    def forward(self, x: torch.Tensor, attention: AttentionStrategy) -> torch.Tensor:
-        """Tokens [B, T, d_model] through every block, attention as `attention` has it; -> [B, T, d_model]."""
-        for layer, block in enumerate(self.blocks):
-            x = block(x, layer, attention)
-        return self.norm(x)
 
 
 class KVCache:
@@ -429,16 +449,16 @@ class PolicyNetwork(nn.Module):
         maps: dict | None = None,
     ) -> None:
         super().__init__()
-        self.decoder = Decoder(config, visual_dim, vocab, maps)
+        self.tokens = StepTokens(config, visual_dim, vocab, maps)
+        self.decoder = TransformerDecoder(config.d_model, config.layers, config.heads)
         self.heads = nn.ModuleDict({name: nn.Linear(config.d_model, n) for name, n in outputs.items()})
 
     def _heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(h) for name, head in self.heads.items()}
 
     def sequence(self, batch: dict[str, torch.Tensor], keep_kv: list | None = None) -> dict[str, torch.Tensor]:
-        d = self.decoder
-        x = d.tokens(batch["visual"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"])
-        return self._heads(d(x, SequenceAttention(batch["episode"], keep_kv)))
+        x = self.tokens(batch["visual"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"])
+        return self._heads(self.decoder(x, SequenceAttention(batch["episode"], keep_kv)))
 
     def prime(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor, cache: KVCache) -> None:
         """Seed `cache` with each row's episode so far (batch rows left-aligned at their first step)."""
@@ -451,15 +471,14 @@ class PolicyNetwork(nn.Module):
 
     def step(self, inputs: dict[str, torch.Tensor], cache: KVCache) -> dict[str, torch.Tensor]:
         """inputs: [B, ...] for one step (no time axis)."""
-        d = self.decoder
-        x = d.tokens(
+        x = self.tokens(
             inputs["visual"][:, None],
             inputs["goal"][:, None],
             inputs["prev_action"][:, None],
             inputs["holding"][:, None],
             cache.step[:, None],
         )
-        h = d(x, CachedStepAttention(cache))
+        h = self.decoder(x, CachedStepAttention(cache))
         cache.advance()
         return {k: v[:, 0] for k, v in self._heads(h).items()}
 
