@@ -1,4 +1,4 @@
-"""Command line: `python -m flare_training {perception,bc,ppo,eval,export,report} --help`.
+"""Command line: `python -m flare_training {perception,bc,ppo,eval,export,import,report} --help`.
 
 Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, ModelConfig) and becomes a flag
 here by name, so each one is named once.
@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
                           "expert episodes")  # fmt: skip
     exp.add_argument("--weights", choices=WEIGHT_TYPES, default="float32",
                      help="int8: dynamically quantized weights, ~4x fewer bytes per step")  # fmt: skip
+    imp = sub.add_parser("import", help="import one of FLaRe's released checkpoints (IL .ckpt or RL .pt) as a run")
+    imp.add_argument("checkpoint", help="FLaRe_IL_50000.ckpt or an RL checkpoint (saved as model.ckpt)")
+    imp.add_argument("--out", required=True, help="run directory to write, e.g. runs/flare_objectnav")
+    imp.add_argument("--dinov2", required=True, help="local DINOv2-S/14 directory (hf download facebook/dinov2-small)")
+    imp.add_argument("--t5", required=True, help="local t5-small directory with config.json and tokenizer.json")
     rep = sub.add_parser("report", help="results table (markdown) and learning-curve plot from run directories")
     rep.add_argument("runs", nargs="+", help="run directories (each with eval.json, and evals.json for PPO)")
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
@@ -137,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
 
         out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights, args.cache_dtype)
         print(f"exported {out} (cache {args.cache_layout}, {args.cache_dtype}; {args.weights} weights)")
+    elif args.command == "import":
+        from flare_training.flare_import import import_flare
+
+        path = import_flare(args.checkpoint, args.out, args.dinov2, args.t5)
+        print(f"imported {args.checkpoint} -> {path}; export it with `python -m flare_training export {args.out} DIR`")
     else:
         from flare_training.report import write_report
 
