@@ -123,6 +123,13 @@ def il_checkpoint(actor_sd: dict, dinov2_hub_keys: dict | None = None) -> dict:
     return {"state_dict": state, "epoch": 0, "global_step": 50000, "pytorch-lightning_version": "2.0.0"}
 
 
+def _attend(q: Tensor, k: Tensor, v: Tensor, heads: int, mask: Tensor | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(head_dim) + mask) v over ``heads`` heads; [B, S, D] in and out."""
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    return torch.softmax(scores if mask is None else scores + mask, dim=-1).matmul(v).transpose(1, 2).flatten(2)
+
+
 _HF_OLD_NAMES = {"q_proj": "attention.query", "k_proj": "attention.key", "v_proj": "attention.value"}
 
 
@@ -155,13 +162,8 @@ def dinov2_patch_tokens(dinov2, crop: Tensor, hub_interpolation: bool = True) ->
     for i in range(cfg.num_hidden_layers):
         pre = f"encoder.layer.{i}."
         a = F.layer_norm(h, (dim,), sd[pre + "norm1.weight"], sd[pre + "norm1.bias"], eps)
-        q, k, v = (
-            F.linear(a, *_dino_linear(sd, i, f"{c}_proj")).unflatten(-1, (heads, -1)).transpose(1, 2) for c in "qkv"
-        )
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dim // heads), dim=-1) @ v
-        h = h + sd[pre + "layer_scale1.lambda1"] * F.linear(
-            att.transpose(1, 2).flatten(2), *_dino_linear(sd, i, "o_proj")
-        )
+        att = _attend(*(F.linear(a, *_dino_linear(sd, i, f"{c}_proj")) for c in "qkv"), heads)
+        h = h + sd[pre + "layer_scale1.lambda1"] * F.linear(att, *_dino_linear(sd, i, "o_proj"))
         m = F.layer_norm(h, (dim,), sd[pre + "norm2.weight"], sd[pre + "norm2.bias"], eps)
         m = F.gelu(F.linear(m, sd[pre + "mlp.fc1.weight"], sd[pre + "mlp.fc1.bias"]))
         h = h + sd[pre + "layer_scale2.lambda1"] * F.linear(m, sd[pre + "mlp.fc2.weight"], sd[pre + "mlp.fc2.bias"])
@@ -199,11 +201,8 @@ def _linear_ln_relu(p: _Reads, pre: str, x: Tensor) -> Tensor:
 def _fusion_layer(p: _Reads, pre: str, x: Tensor) -> Tensor:
     """Post-norm nn.TransformerEncoderLayer (ReLU, eval: dropout off)."""
     qkv = F.linear(x, p[pre + "self_attn.in_proj_weight"], p[pre + "self_attn.in_proj_bias"])
-    q, k, v = (t.unflatten(-1, (FUSION_HEADS, -1)).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-    att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1) @ v
-    att = F.linear(
-        att.transpose(1, 2).flatten(2), p[pre + "self_attn.out_proj.weight"], p[pre + "self_attn.out_proj.bias"]
-    )
+    att = _attend(*qkv.chunk(3, dim=-1), FUSION_HEADS)
+    att = F.linear(att, p[pre + "self_attn.out_proj.weight"], p[pre + "self_attn.out_proj.bias"])
     d = x.shape[-1:]
     x = F.layer_norm(x + att, d, p[pre + "norm1.weight"], p[pre + "norm1.bias"], 1e-5)
     ff = F.relu(F.linear(x, p[pre + "linear1.weight"], p[pre + "linear1.bias"]))
@@ -262,12 +261,8 @@ def reference_forward(
     for i in range(DECODER_LAYERS):
         pre = f"decoder.layers.{i}."
         a = _rms(h, p[pre + "attention_norm.weight"])
-        q, k, v = (
-            F.linear(a, p[f"{pre}attention.w{c}.weight"]).unflatten(-1, (DECODER_HEADS, -1)).transpose(1, 2)
-            for c in "qkv"
-        )
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + causal, dim=-1) @ v
-        h = h + F.linear(att.transpose(1, 2).flatten(2), p[pre + "attention.wo.weight"])
+        att = _attend(*(F.linear(a, p[f"{pre}attention.w{c}.weight"]) for c in "qkv"), DECODER_HEADS, causal)
+        h = h + F.linear(att, p[pre + "attention.wo.weight"])
         f = _rms(h, p[pre + "ffn_norm.weight"])
         gate = F.silu(F.linear(f, p[pre + "feed_forward.w1.weight"])) * F.linear(f, p[pre + "feed_forward.w3.weight"])
         h = h + F.linear(gate, p[pre + "feed_forward.w2.weight"])

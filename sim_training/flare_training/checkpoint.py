@@ -37,16 +37,23 @@ def save_checkpoint(path: str | Path, model: ActorCritic, adapter: ObservationAd
     return path
 
 
-def load_checkpoint(
-    path: str | Path, **config_overrides: Any
-) -> tuple[ActorCritic, ObservationAdapter, dict[str, Any]]:
-    """Rebuild model and adapter; `config_overrides` change architecture switches (e.g. shared_critic)."""
+def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint file of a run directory (or the file itself) and its payload, of either model family."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here (train one with `python -m flare_training bc ...`)")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    return path, torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_checkpoint(
+    path: str | Path, **config_overrides: Any
+) -> tuple[ActorCritic, ObservationAdapter, dict[str, Any]]:
+    """Rebuild model and adapter; `config_overrides` change architecture switches (e.g. shared_critic)."""
+    path, payload = read_checkpoint(path)
+    if payload.get("family") == "flare":
+        raise ValueError(f"{path}: a FLaRe-family checkpoint; this command takes the embedded model's only")
     stored = {"fusion": "pooled", **payload["model_config"]}  # checkpoints from before `fusion` existed
     config = ModelConfig(**{**stored, **config_overrides})
     cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])

@@ -26,7 +26,7 @@ from torch import nn
 
 from flare_core.actions import ACTION_NAMES
 from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
-from flare_training.checkpoint import load_checkpoint
+from flare_training.checkpoint import load_checkpoint, read_checkpoint
 from flare_training.model import ActorCritic, merge_heads
 
 OPSET = 17
@@ -194,10 +194,17 @@ def _check_layout(layout: str) -> str:
 
 
 def export_graph(
-    module: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str], cache_layout: str = "concat"
+    module: nn.Module,
+    example: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    cache_layout: str = "concat",
+    goal_axis: tuple[str, ...] = (),
 ) -> Path:
-    """TorchScript-based export with a dynamic batch (and cache length, "concat" layout); checked by onnx.checker."""
-    dynamic = {n: {0: "batch"} for n in inputs + outputs}
+    """TorchScript-based export with a dynamic batch (and cache length, "concat" layout; and the token axis of
+    the `goal_axis` tensors, whose length is the goal's); checked by onnx.checker."""
+    dynamic = {n: {0: "batch", 1: "goal_len"} if n in goal_axis else {0: "batch"} for n in inputs + outputs}
     if cache_layout == "concat":
         for n in inputs:
             if n.startswith("past_key_values"):
@@ -270,7 +277,12 @@ def export_policy(
         raise ValueError(f"unknown weight type {weights!r}; use one of {', '.join(WEIGHT_TYPES)}")
     if cache_dtype not in CACHE_DTYPES or (cache_dtype != "float32" and cache_layout != "shared"):
         raise ValueError(f"cache dtype {cache_dtype!r}: use one of {', '.join(CACHE_DTYPES)}; int8 needs layout shared")
-    model, adapter, payload = load_checkpoint(checkpoint)
+    path, payload = read_checkpoint(checkpoint)
+    if payload.get("family") == "flare":
+        from flare_training.flare_export import export_flare_policy
+
+        return export_flare_policy(payload, path, out_dir, name, cache_layout, weights, cache_dtype)
+    model, adapter, payload = load_checkpoint(path)
     if model.config.goal_encoder != "words":
         raise ValueError("only the word goal encoder exports to ONNX (the T5 option encodes text outside the graph)")
     model.eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -69,3 +70,44 @@ class GoalTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([self.encode(t) for t in texts]) if texts else np.zeros((0, self.max_tokens), np.int64)
+
+
+class SubwordGoalTokenizer:
+    """A Hugging Face `tokenizers` file (T5's tokenizer.json for FLaRe): the same ids as the training-side
+    AutoTokenizer, end-of-sequence token included, unpadded; at most `max_tokens` are read."""
+
+    def __init__(self, path: str | Path, max_tokens: int) -> None:
+        from tokenizers import Tokenizer  # lazily: only models with a goal encoder need it
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as err:  # tokenizers raises its own exception type for unreadable files
+            raise ValueError(f"{path}: not a Hugging Face tokenizer file ({err}); re-export the model") from None
+        self.max_tokens = max_tokens
+        vocab = self.tokenizer.get_vocab()
+        self.unknown_id = vocab.get("<unk>", -1)
+
+    def problems(self, text: str) -> str:
+        """Why the model would misread `text`: pieces the tokenizer cannot map (<unk>), or more tokens than read."""
+        encoding = self.tokenizer.encode(text)
+        found = []
+        unknown = [t for t, i in zip(encoding.tokens, encoding.ids, strict=True) if i == self.unknown_id]
+        if unknown:
+            shown = ", ".join(repr(clip_text(t, 24)) for t in dict.fromkeys(unknown[:MAX_LISTED]))
+            found.append(f"text the tokenizer cannot represent: {shown}")
+        if len(encoding.ids) > self.max_tokens:
+            found.append(f"{len(encoding.ids)} tokens where the model reads at most {self.max_tokens}")
+        return "; ".join(found)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.tokenizer.encode(text).ids[: self.max_tokens], dtype=np.int64)
+
+
+def load_goal_tokenizer(spec: GoalTokenizerSpec, model_dir: str | Path) -> GoalTokenizer | SubwordGoalTokenizer:
+    """The tokenizer a model card names, read from its model directory where it is a file."""
+    if spec.type == "tokenizers":
+        path = Path(model_dir) / spec.file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the model card's goal tokenizer file is missing; re-export the model")
+        return SubwordGoalTokenizer(path, spec.max_tokens)
+    return GoalTokenizer.from_spec(spec)

@@ -32,11 +32,26 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class GoalTokenizerSpec:
-    """Word-level goal tokenizer: lower-cased words split on spaces and commas, index 0 pad, 1 unknown."""
+    """How a goal text becomes token ids, one of two types:
+    - "word": lower-cased words split on spaces and commas, ids from `vocab` (0 pad, 1 unknown), padded to
+      `max_tokens` (the embedded model);
+    - "tokenizers": a Hugging Face `tokenizers` file in the model directory (`file`, e.g. T5's tokenizer.json),
+      unpadded ids, at most `max_tokens` of them read (FLaRe's T5 goal encoder).
+    """
 
     type: str
     vocab: tuple[str, ...]
     max_tokens: int
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class GoalEncoderSpec:
+    """A goal-encoder graph run once per goal (FLaRe: T5's encoder and the text adapter): `input_ids` int64
+    [1, L] -> `goal_features` float32 [1, L, dim], which the step graph takes in place of `goal_tokens`."""
+
+    graph: str
+    dim: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class CacheSpec:
     dtype: str = "float32"  # "int8": the shared buffers hold keys/values quantized with scales inside the graph
 
 
+GOAL_TOKENIZER_TYPES = ("word", "tokenizers")
 CACHE_LAYOUTS = ("concat", "shared")
 CACHE_DTYPES = ("float32", "int8")
 WEIGHT_TYPES = ("float32", "int8")  # int8: weights quantized after export (ONNX Runtime dynamic quantization)
@@ -82,11 +98,15 @@ class ModelCard:
     opset: int
     provenance: Provenance
     weights: str = "float32"
+    goal_encoder: GoalEncoderSpec | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cameras"] = [{"name": c.name, "preprocessing": c.preprocessing.to_dict()} for c in self.cameras]
+        if self.goal_encoder is None:  # the word tokenizer's cards: no goal graph, no tokenizer file
+            del d["goal_encoder"]
+            del d["goal_tokenizer"]["file"]
         return _lists(d)
 
     def save(self, directory: str | Path) -> Path:
@@ -199,11 +219,18 @@ class _Validator:
         opset = self.positive_int(data, "opset", "opset")
         provenance = self.provenance(self.section(data, "provenance"))
         weights = self.choice(data, "weights", "weights", WEIGHT_TYPES)
+        goal_encoder = self.goal_encoder(data.get("goal_encoder"))
+        if (tokenizer.type == "tokenizers") != (goal_encoder is not None):
+            self.bad(
+                "goal_encoder", "a 'tokenizers' goal tokenizer and a goal encoder graph come together (or neither)"
+            )
 
         if self.problems:
             listing = "\n  - ".join(self.problems)
             raise ModelCardError(f"{self.source}: invalid model card ({len(self.problems)} problem(s)):\n  - {listing}")
-        return ModelCard(name, actions, embodiments, cameras, tokenizer, cache, opset, provenance, weights, version)
+        return ModelCard(
+            name, actions, embodiments, cameras, tokenizer, cache, opset, provenance, weights, goal_encoder, version
+        )
 
     def choice(self, data: dict, key: str, path: str, allowed: tuple[str, ...]) -> str:
         """An optional field with a fixed set of values; absent means the first (cards written before it)."""
@@ -236,15 +263,26 @@ class _Validator:
         return tuple(specs)
 
     def tokenizer(self, t: dict) -> GoalTokenizerSpec:
-        kind = t.get("type")
-        if kind != "word":
-            self.bad("goal_tokenizer.type", f"only 'word' is supported, got {kind!r}")
+        kind = self.choice(t, "type", "goal_tokenizer.type", GOAL_TOKENIZER_TYPES) if t else "word"
+        max_tokens = self.positive_int(t, "max_tokens", "goal_tokenizer.max_tokens")
+        if kind == "tokenizers":
+            return GoalTokenizerSpec(kind, (), max_tokens, self.string(t, "file", "goal_tokenizer.file"))
         vocab = self.string_list(t, "vocab", "goal_tokenizer.vocab")
         if vocab and vocab[:2] != ("<pad>", "<unk>"):
             self.bad("goal_tokenizer.vocab", "must start with '<pad>', '<unk>'")
         if len(set(vocab)) != len(vocab):
             self.bad("goal_tokenizer.vocab", "has duplicate words")
-        return GoalTokenizerSpec(str(kind), vocab, self.positive_int(t, "max_tokens", "goal_tokenizer.max_tokens"))
+        return GoalTokenizerSpec(kind, vocab, max_tokens)
+
+    def goal_encoder(self, g: object) -> GoalEncoderSpec | None:
+        if g is None:
+            return None
+        if not isinstance(g, dict):
+            self.bad("goal_encoder", f"must be an object {{graph, dim}}, got {type(g).__name__}")
+            return None
+        return GoalEncoderSpec(
+            self.string(g, "graph", "goal_encoder.graph"), self.positive_int(g, "dim", "goal_encoder.dim")
+        )
 
     def provenance(self, p: dict) -> Provenance:
         env = self.string(p, "env", "provenance.env")

@@ -27,7 +27,7 @@ import numpy as np
 
 from flare_core.actions import ACTIONS, NO_PREVIOUS_ACTION, action_by_index, action_by_name
 from flare_core.embodiments import get_embodiment
-from flare_core.goal_tokenizer import GoalTokenizer
+from flare_core.goal_tokenizer import load_goal_tokenizer
 from flare_core.masking import select_action
 from flare_core.model_card import ModelCard, load_model_card
 from flare_core.preprocessing import preprocess
@@ -96,11 +96,36 @@ class OnnxPolicy:
         self.mask = self.embodiment.mask & self.robot.mask
         if not self.mask[action_by_name("end").index]:
             raise PolicyLoadError(f"embodiments {name!r} and {self.robot.name!r} share no `end` action")
-        self.tokenizer = GoalTokenizer.from_spec(self.card.goal_tokenizer)
+        try:
+            self.tokenizer = load_goal_tokenizer(self.card.goal_tokenizer, model_dir)
+        except (OSError, ValueError) as err:
+            raise PolicyLoadError(str(err)) from None
+        self.goal_session = self._goal_session(model_dir, options) if self.card.goal_encoder else None
         self.greedy = greedy
         self.rng = np.random.default_rng(seed)
         self._check_graph(path)
         self.goal: str | None = None
+
+    def _goal_session(self, model_dir: Path, options):
+        """The goal-encoder graph (run once per goal), checked against the card."""
+        import onnxruntime as ort
+
+        spec = self.card.goal_encoder
+        path = model_dir / spec.graph
+        if not path.is_file():
+            raise PolicyLoadError(f"{path}: the card's goal encoder graph is missing; re-export the model")
+        try:
+            session = ort.InferenceSession(str(path), options, providers=available_providers())
+        except Exception as err:  # onnxruntime raises several types for unreadable models
+            raise PolicyLoadError(f"{path}: not a loadable ONNX model ({err}); re-export or re-copy it") from None
+        inputs = {i.name for i in session.get_inputs()}
+        outputs = {o.name: o.shape for o in session.get_outputs()}
+        if inputs != {"input_ids"} or outputs.get("goal_features", [None])[-1] != spec.dim:
+            raise PolicyLoadError(
+                f"{path}: expected input_ids -> goal_features [..., {spec.dim}], found inputs {sorted(inputs)}, "
+                f"outputs {outputs}; re-export the model"
+            )
+        return session
 
     @property
     def providers(self) -> list[str]:
@@ -118,9 +143,14 @@ class OnnxPolicy:
                 problems.append(f"the graph has no input images.{cam.name} for the card's camera {cam.name!r}")
             elif list(shape[1:]) != want:
                 problems.append(f"images.{cam.name} is {shape[1:]} in the graph but the card preprocesses to {want}")
-        goal = inputs.get("goal_tokens")
-        if goal is None or goal[1] != card.goal_tokenizer.max_tokens:
-            problems.append(f"goal_tokens {goal} does not take the card's {card.goal_tokenizer.max_tokens} tokens")
+        if card.goal_encoder is not None:
+            goal = inputs.get("goal_features")
+            if goal is None or goal[-1] != card.goal_encoder.dim:
+                problems.append(f"goal_features {goal} does not take the encoder's {card.goal_encoder.dim} features")
+        else:
+            goal = inputs.get("goal_tokens")
+            if goal is None or goal[1] != card.goal_tokenizer.max_tokens:
+                problems.append(f"goal_tokens {goal} does not take the card's {card.goal_tokenizer.max_tokens} tokens")
         layers = sum(1 for n in inputs if n.startswith("past_key_values.") and n.endswith(".key"))
         if layers != card.cache.layers:
             problems.append(f"the graph has {layers} cache layers, the card says {card.cache.layers}")
@@ -171,7 +201,11 @@ class OnnxPolicy:
         """Start an episode for `goal`: empty cache, step 0, no previous action."""
         c = self.card.cache
         self.goal = goal
-        self._goal_tokens = self.tokenizer.encode(goal)[None]
+        tokens = self.tokenizer.encode(goal)[None]
+        if self.goal_session is None:
+            self._goal_input = {"goal_tokens": tokens}
+        else:  # encoded once per goal; every step of the episode reads the same features
+            self._goal_input = {"goal_features": self.goal_session.run(None, {"input_ids": tokens})[0]}
         length = c.max_context if c.layout == "shared" else 0
         dtype = np.dtype(c.dtype)
         self._cache = {n: np.zeros((1, c.heads, length, c.head_dim), dtype=dtype) for n in self._cache_names}
@@ -208,7 +242,7 @@ class OnnxPolicy:
                 )
             feed[f"images.{cam.name}"] = preprocess(frames[cam.name], cam.preprocessing, cam.name)[None]
         max_context = self.card.cache.max_context
-        feed["goal_tokens"] = self._goal_tokens
+        feed.update(self._goal_input)
         feed["prev_action"] = np.array([self.prev_action], dtype=np.int64)
         feed["holding"] = np.array([int(holding)], dtype=np.int64)
         feed["step"] = np.array([min(self.step_index, max_context - 1)], dtype=np.int64)

@@ -1,0 +1,132 @@
+"""Export a FLaRe-family checkpoint for the robot: two ONNX graphs and the model card, no torch at run time.
+
+- `goal_encoder.onnx`: T5's encoder and the actor's text adapter, `input_ids` int64 [B, L] ->
+  `goal_features` float32 [B, L, 512], run once per goal (the runtime tokenizes with the run's tokenizer.json);
+- `policy.onnx`: one step, as the embedded model's graph (docs/design.md, contract 4) except that it takes
+  `goal_features` in place of `goal_tokens`: images.nav, images.manip [B, 3, 224, 384] (SPOC's preprocessing),
+  goal_features, prev_action, holding, step, the KV-cache -> logits and the new cache. DINOv2, the fusion
+  transformer and the decoder are all inside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from flare_core.actions import ACTION_NAMES
+from flare_core.model_card import CacheSpec, CameraSpec, GoalEncoderSpec, GoalTokenizerSpec, ModelCard, Provenance
+from flare_core.preprocessing import PreprocessConfig
+from flare_training.export import (
+    OPSET,
+    POLICY_FILE,
+    _check_layout,
+    _provenance,
+    decode,
+    export_attention,
+    export_graph,
+    quantize_weights,
+)
+from flare_training.flare_import import TOKENIZER_FILE, load_flare_checkpoint
+from flare_training.flare_model import FRAME, FlareActorCritic
+
+GOAL_ENCODER_FILE = "goal_encoder.onnx"
+MAX_GOAL_TOKENS = 64  # T5 reads any length; a goal longer than this is refused on the robot, not cut silently
+# FLaRe was trained on the Stretch in AI2-THOR: every Stretch action; the navigation-only and LoCoBot
+# embodiments mask the rest at the logits, as FLaRe runs on robots.
+EMBODIMENTS = ("stretch_re1", "stretch_nav", "locobot")
+
+
+class GoalEncoderGraph(nn.Module):
+    def __init__(self, model: FlareActorCritic) -> None:
+        super().__init__()
+        self.encoder = model.visual_encoder
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder.encode_goal(input_ids)
+
+
+class FlareOnnxStep(nn.Module):
+    """The actor for one step over explicit past keys and values (the cache layouts of `flare_training.export`)."""
+
+    def __init__(self, model: FlareActorCritic, cache_layout: str = "concat") -> None:
+        super().__init__()
+        self.model = model
+        self.cameras = model.config.cameras
+        self.cache_layout = _check_layout(cache_layout)
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = len(self.cameras)
+        images, (goal, prev_action, holding, step), past = args[:n], args[n : n + 4], args[n + 4 :]
+        features = {c: self.model.dinov2(x)[:, None] for c, x in zip(self.cameras, images, strict=True)}
+        x = self.model.tokens(features, goal, prev_action[:, None], holding[:, None], step[:, None])
+        attention = export_attention(self.cache_layout, past, step, self.model.config)
+        return decode(self.model.decoder, self.model.actor, x, attention)
+
+
+def step_io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str]]:
+    cache = [f"{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+    inputs = [f"images.{c}" for c in cameras] + ["goal_features", "prev_action", "holding", "step"]
+    return inputs + [f"past_key_values.{c}" for c in cache], ["logits"] + [f"present.{c}" for c in cache]
+
+
+def step_example(model: FlareActorCritic, cache_layout: str, goal_tokens: int = 5) -> tuple[torch.Tensor, ...]:
+    c = model.config
+    past_len = c.max_context if cache_layout == "shared" else 1
+    images = [torch.zeros(1, 3, *FRAME) for _ in c.cameras]
+    scalars = [torch.zeros(1, dtype=torch.long) for _ in range(3)]
+    past = [torch.zeros(1, c.heads, past_len, c.head_dim) for _ in range(2 * c.layers)]
+    return (*images, torch.zeros(1, goal_tokens, c.d_model), *scalars, *past)
+
+
+def export_flare_policy(
+    payload: dict,
+    checkpoint: Path,
+    out_dir: str | Path,
+    name: str | None = None,
+    cache_layout: str = "concat",
+    weights: str = "float32",
+    cache_dtype: str = "float32",
+) -> Path:
+    """Write goal_encoder.onnx, policy.onnx, tokenizer.json and model.json into out_dir; returns out_dir."""
+    if cache_dtype != "float32":
+        raise ValueError("an int8 cache needs calibration episodes, which the FLaRe family has not got here yet")
+    model = load_flare_checkpoint(payload).eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint.parent / TOKENIZER_FILE, out / TOKENIZER_FILE)
+    goal = GoalEncoderGraph(model).eval()
+    export_graph(goal, (torch.ones(1, 5, dtype=torch.long),), out / GOAL_ENCODER_FILE, ["input_ids"], ["goal_features"],
+                 goal_axis=("input_ids", "goal_features"))  # fmt: skip
+    inputs, outputs = step_io_names(model.config.cameras, model.config.layers)
+    export_graph(FlareOnnxStep(model, cache_layout).eval(), step_example(model, cache_layout), out / POLICY_FILE,
+                 inputs, outputs, cache_layout, goal_axis=("goal_features",))  # fmt: skip
+    if weights == "int8":
+        quantize_weights(out / POLICY_FILE)
+    c = model.config
+    camera = PreprocessConfig.from_dict(payload["cameras"][0]["preprocessing"])
+    card = ModelCard(
+        name=name or out.name,
+        action_names=ACTION_NAMES,
+        embodiments=EMBODIMENTS,
+        cameras=tuple(CameraSpec(n, camera) for n in c.cameras),
+        goal_tokenizer=GoalTokenizerSpec("tokenizers", (), MAX_GOAL_TOKENS, TOKENIZER_FILE),
+        cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout, cache_dtype),
+        opset=OPSET,
+        provenance=_flare_provenance(checkpoint, payload),
+        weights=weights,
+        goal_encoder=GoalEncoderSpec(GOAL_ENCODER_FILE, c.d_model),
+    )
+    card.save(out)
+    return out
+
+
+def _flare_provenance(checkpoint: Path, payload: dict) -> Provenance:
+    base = _provenance(checkpoint, payload)
+    source = payload.get("source", {})
+    env = "ai2thor" if str(payload.get("kind", "")).startswith("flare") else base.env
+    tasks = ("chores",) if not base.tasks else base.tasks
+    command = base.command or f"imported from {source.get('path', checkpoint)} ({source.get('format', '?')})"
+    return Provenance(env, tasks, base.env_steps, base.success, command)

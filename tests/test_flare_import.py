@@ -1,0 +1,213 @@
+"""FLaRe's released checkpoints: import (both formats), the FLaRe model family against an independent reference
+forward (tests/flare_reference.py, written from FLaRe's source), ONNX export with the T5 goal encoder, refusals.
+
+DINOv2-S/14 and T5-small are built from their configs with random weights (nothing can be downloaded here); the
+checkpoints carry exactly the official key names and shapes with random values.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from flare_reference import il_checkpoint, official_state_dict, reference_forward, rl_checkpoint
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import Dinov2Config, Dinov2Model, T5Config, T5EncoderModel
+
+from flare_core.preprocessing import preprocess
+from flare_core.runtime import OnnxPolicy
+from flare_training.checkpoint import read_checkpoint
+from flare_training.export import export_policy
+from flare_training.flare_import import CheckpointMismatch, import_flare, load_flare_checkpoint
+
+GOAL = "find a red mug"
+WORDS = "go to the a find pick up red blue chair mug bed sofa apple room kitchen".split()
+STEPS = 4
+
+
+def t5_small_config() -> T5Config:
+    return T5Config(
+        d_model=512, d_kv=64, num_heads=8, d_ff=2048, num_layers=6, vocab_size=32128, feed_forward_proj="relu"
+    )
+
+
+def write_t5_tokenizer(path) -> None:
+    """A small T5-style tokenizer.json (Unigram pieces, pad 0, </s> 1 appended, unk 2), as t5-small's is built."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + w, -2.0) for w in WORDS]
+    vocab += [(c, -8.0) for c in "abcdefghijklmnopqrstuvwxyz"] + [("\u2581", -6.0)]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer.save(str(path))
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """HF directories as a user downloads them (DINOv2-S/14, t5-small config + tokenizer.json), and FLaRe's
+    actor and critic state dicts with the official layout."""
+    root = tmp_path_factory.mktemp("flare")
+    torch.manual_seed(0)
+    dinov2 = Dinov2Model(
+        Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14, image_size=518)
+    ).eval()
+    dinov2.save_pretrained(root / "dinov2")
+    t5_small_config().save_pretrained(root / "t5")
+    write_t5_tokenizer(root / "t5" / "tokenizer.json")
+    t5 = T5EncoderModel(t5_small_config()).eval()
+    actor, critic = official_state_dict(t5, seed=0), official_state_dict(t5, seed=1)
+    return {"root": root, "dinov2": dinov2, "t5": t5, "actor": actor, "critic": critic}
+
+
+def episode(seed: int = 0):
+    """Raw 396 x 224 frames (AI2-THOR's render size) for both cameras, previous actions and holding flags."""
+    rng = np.random.default_rng(seed)
+    frames = [{c: rng.integers(0, 256, (224, 396, 3), dtype=np.uint8) for c in ("nav", "manip")} for _ in range(STEPS)]
+    prev = torch.tensor([20, 0, 3, 8])  # episode start, then m, b, p
+    holding = torch.tensor([0, 0, 1, 1])
+    return frames, prev, holding
+
+
+def reference(upstream, sd, frames, prev, holding, camera, input_ids):
+    images = {c: torch.from_numpy(np.stack([preprocess(f[c], camera) for f in frames])) for c in ("nav", "manip")}
+    with torch.no_grad():
+        return reference_forward(sd, upstream["dinov2"], upstream["t5"], images["nav"], images["manip"], input_ids,
+                                 prev, holding, torch.arange(STEPS))  # fmt: skip
+
+
+def ours(model, frames, prev, holding, camera, input_ids):
+    images = {c: torch.from_numpy(np.stack([preprocess(f[c], camera) for f in frames]))[None] for c in ("nav", "manip")}
+    with torch.no_grad():
+        goal, critic_goal = model.encode_goals(input_ids)
+        batch = {"features": model.features(images), "goal": goal, "critic_goal": critic_goal,
+                 "prev_action": prev[None], "holding": holding[None], "step": torch.arange(STEPS)[None],
+                 "episode": torch.zeros(1, STEPS, dtype=torch.long)}  # fmt: skip
+        logits, values = model.sequence(batch)
+    return logits[0], values[0]
+
+
+def do_import(upstream, payload, name):
+    root = upstream["root"]
+    torch.save(payload, root / f"{name}.pt")
+    import_flare(root / f"{name}.pt", root / name, root / "dinov2", root / "t5")
+    path, stored = read_checkpoint(root / name)
+    return load_flare_checkpoint(stored).eval(), stored
+
+
+def goal_ids(upstream):
+    tokenizer = Tokenizer.from_file(str(upstream["root"] / "t5" / "tokenizer.json"))
+    return torch.tensor([tokenizer.encode(GOAL).ids])
+
+
+def test_rl_checkpoint_imports_and_matches_the_reference(upstream):
+    model, stored = do_import(
+        upstream, rl_checkpoint(upstream["actor"], upstream["critic"], total_steps=21026752), "rl"
+    )
+    assert stored["env_steps"] == 21026752 and stored["source"]["format"] == "allenact"
+    frames, prev, holding = episode()
+    camera, ids = model_camera(stored), goal_ids(upstream)
+    logits, values = ours(model, frames, prev, holding, camera, ids)
+    ref_logits, _ = reference(upstream, upstream["actor"], frames, prev, holding, camera, ids)
+    _, ref_values = reference(upstream, upstream["critic"], frames, prev, holding, camera, ids)
+    assert (logits - ref_logits).abs().max() < 1e-5
+    assert (values - ref_values).abs().max() < 1e-5
+    assert ref_logits.std() > 0.05  # the comparison means something: logits vary over actions and steps
+
+
+def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstream):
+    hub = {"blocks.0.attn.qkv.weight": torch.zeros(1152, 384), "pos_embed": torch.zeros(1, 1370, 384)}
+    model, stored = do_import(upstream, il_checkpoint(upstream["actor"], dinov2_hub_keys=hub), "il")
+    assert stored["env_steps"] == 0 and stored["source"]["format"] == "lightning"
+    frames, prev, holding = episode(1)
+    camera, ids = model_camera(stored), goal_ids(upstream)
+    logits, _ = ours(model, frames, prev, holding, camera, ids)
+    ref_logits, _ = reference(upstream, upstream["actor"], frames, prev, holding, camera, ids)
+    assert (logits - ref_logits).abs().max() < 1e-5
+    # FLaRe starts RL with the critic network a copy of the IL actor and a fresh value head (orthogonal, bias 0).
+    state = model.state_dict()
+    assert torch.equal(state["critic_tsfm.decoder.output.weight"], upstream["actor"]["decoder.output.weight"])
+    assert torch.equal(state["critic.fc.bias"], torch.zeros(1))
+    assert not torch.equal(state["critic.fc.weight"], upstream["actor"]["critic.fc.weight"])
+
+
+def test_exported_model_runs_in_onnx_runtime_like_the_reference(upstream, tmp_path):
+    root = upstream["root"]
+    if not (root / "rl" / "checkpoint.pt").exists():
+        do_import(upstream, rl_checkpoint(upstream["actor"], upstream["critic"]), "rl")
+    export_policy(root / "rl", tmp_path / "model")
+    policy = OnnxPolicy(tmp_path / "model", embodiment="stretch_re1")
+    card = policy.card
+    assert card.goal_encoder.graph == "goal_encoder.onnx" and card.goal_tokenizer.file == "tokenizer.json"
+    assert [c.preprocessing.width for c in card.cameras] == [384, 384] and card.cache.max_context == 1000
+    frames, prev, holding = episode(2)
+    policy.reset(GOAL)
+    logits = []
+    for t in range(STEPS):
+        logits.append(policy.act(frames[t], holding=bool(holding[t])).logits)
+        if t + 1 < STEPS:
+            policy.executed(int(prev[t + 1]))  # the recorded history, as bag replay feeds it
+    ref_logits, _ = reference(upstream, upstream["actor"], frames, prev, holding, card.cameras[0].preprocessing,
+                              goal_ids(upstream))  # fmt: skip
+    assert np.abs(np.stack(logits) - ref_logits.numpy()).max() < 1e-4
+    assert policy.check_goal("find a red mug") == ""
+    assert "cannot represent" in policy.check_goal("find the xylophone!")
+
+
+def model_camera(stored):
+    from flare_core.preprocessing import PreprocessConfig
+
+    return PreprocessConfig.from_dict(stored["cameras"][0]["preprocessing"])
+
+
+def refusal(upstream, payload_or_bytes, name) -> str:
+    root = upstream["root"]
+    path = root / f"{name}.pt"
+    if isinstance(payload_or_bytes, bytes):
+        path.write_bytes(payload_or_bytes)
+    else:
+        torch.save(payload_or_bytes, path)
+    with pytest.raises(CheckpointMismatch) as err:
+        import_flare(path, root / name, root / "dinov2", root / "t5")
+    assert not (root / name).exists()  # nothing half-written
+    return str(err.value)
+
+
+def test_a_renamed_key_and_a_reshaped_one_are_named(upstream):
+    actor = dict(upstream["actor"])
+    actor["decoder.layers.0.attention.query.weight"] = actor.pop("decoder.layers.0.attention.wq.weight")
+    actor["last_actions_embed.weight"] = torch.zeros(21, 512)
+    message = refusal(upstream, rl_checkpoint(actor, upstream["critic"]), "renamed")
+    assert "missing (1): decoder.layers.0.attention.wq.weight" in message
+    assert "unexpected (1): decoder.layers.0.attention.query.weight" in message
+    assert "last_actions_embed.weight (21, 512) (model (22, 512))" in message
+
+
+def test_a_spoc_checkpoint_is_refused_as_another_architecture(upstream):
+    spoc = {
+        f"model.{k}": v for k, v in upstream["actor"].items() if not k.startswith(("decoder.", "actor.", "critic."))
+    }
+    spoc |= {
+        "model.decoder.layers.0.self_attn.in_proj_weight": torch.zeros(1536, 512),
+        "model.decoder.layers.0.multihead_attn.in_proj_weight": torch.zeros(1536, 512),
+        "model.action_classifier.weight": torch.zeros(20, 512),
+    }
+    message = refusal(upstream, {"state_dict": spoc}, "spoc")
+    assert "SPOC's own architecture" in message and "model.action_classifier" not in message
+    assert "action_classifier.weight" in message and "decoder.layers.0.attention.wq.weight" in message
+
+
+def test_a_truncated_file_and_a_foreign_dict_are_refused(upstream):
+    root = upstream["root"]
+    torch.save(rl_checkpoint(upstream["actor"], upstream["critic"]), root / "whole.pt")
+    data = (root / "whole.pt").read_bytes()
+    assert "truncated or corrupt" in refusal(upstream, data[: len(data) // 3], "truncated")
+    assert "neither a Lightning checkpoint" in refusal(upstream, {"weights": {}}, "foreign")
+
+
+def test_missing_downloads_say_how_to_get_them(upstream, tmp_path):
+    shutil.copytree(upstream["root"] / "t5", tmp_path / "t5")
+    (tmp_path / "t5" / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="hf download google-t5/t5-small tokenizer.json"):
+        import_flare(tmp_path / "x.pt", tmp_path / "run", upstream["root"] / "dinov2", tmp_path / "t5")
+    with pytest.raises(FileNotFoundError, match="hf download facebook/dinov2-small"):
+        import_flare(tmp_path / "x.pt", tmp_path / "run", tmp_path / "nowhere", upstream["root"] / "t5")
