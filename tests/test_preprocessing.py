@@ -96,3 +96,38 @@ def test_spoc_camera_is_spocs_crop_and_clip_normalisation():
     spoc = ((cropped - np.array(CLIP_MEAN)) / np.array(CLIP_STD)).transpose(2, 0, 1)
     assert ours.shape == (3, 224, 384) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, spoc, atol=1e-5)
+
+
+def test_a_stretch_head_camera_frame_takes_the_same_path_centre_cropped_not_stretched():
+    """Stretch's head RealSense publishes 1280 x 720 from a mount turned 90 deg: the camera node turns it
+    upright (720 x 1280, the robot's YAML) and the card's SPOC preprocessing crops its sides by SPOC's
+    fraction, then the centre to the model's 384 x 224 aspect, and resizes; nothing is stretched."""
+    import cv2
+
+    from flare_core.preprocessing import CLIP_MEAN, CLIP_STD, spoc_camera
+    from flare_ros.camera_node import adjust
+
+    scene = np.random.default_rng(1).integers(0, 256, (1280, 720, 3), dtype=np.uint8)  # upright view
+    published = np.ascontiguousarray(np.rot90(scene, k=1))  # what the sideways sensor delivers: 720 x 1280
+    assert published.shape == (720, 1280, 3)
+    upright = adjust(published, 90, 0, 0)
+    np.testing.assert_array_equal(upright, scene)
+    ours = preprocess(upright, spoc_camera())
+    side = round(720 * 6 / 396)  # 11 px, SPOC's 6 of 396
+    width = 720 - 2 * side  # 698
+    rows = round(width * 224 / 384)  # 407: the model's aspect
+    top = (1280 - rows) // 2
+    window = scene[top : top + rows, side : side + width]
+    expected = cv2.resize(window, (384, 224), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    expected = ((expected - np.array(CLIP_MEAN)) / np.array(CLIP_STD)).transpose(2, 0, 1)
+    assert ours.shape == (3, 224, 384)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_keep_aspect_trims_whichever_side_is_too_long():
+    wide = np.zeros((100, 400, 3), dtype=np.uint8)
+    wide[:, :100] = 255  # a band at the left edge, removed by the centre crop to 1:2
+    config = PreprocessConfig(height=50, width=100, mean=(0, 0, 0), std=(1, 1, 1), keep_aspect=True)
+    assert preprocess(wide, config).max() == 0.0
+    stretched = preprocess(wide, PreprocessConfig(height=50, width=100, mean=(0, 0, 0), std=(1, 1, 1)))
+    assert stretched.max() == 1.0  # without keep_aspect the frame is squeezed whole

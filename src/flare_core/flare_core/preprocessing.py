@@ -2,7 +2,7 @@
 
 Training, export and the robot all call `preprocess` with the `PreprocessConfig` recorded in the model card,
 so a zero-shot policy sees on the robot exactly what it saw in simulation. Order: rotate, crop, resize,
-scale to [0, 1], normalise, HWC -> CHW.
+centre-crop to the model's aspect ratio (`keep_aspect`), resize, scale to [0, 1], normalise, HWC -> CHW.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ class PreprocessConfig:
 
     crop_* are fractions of the (rotated) frame removed from each side, so the same card works whatever
     the camera's native resolution. rotate_cw is in degrees (Stretch's head camera is mounted 90 deg off).
+    keep_aspect: after the crops, a frame whose shape differs from height x width is centre-cropped to the
+    model's aspect ratio before resizing, never stretched (a camera with another aspect than the simulator's:
+    a Stretch's head RealSense, rotated upright, is 720 x 1280 where SPOC's frames are 384 x 224).
     """
 
     height: int = 56
@@ -34,6 +37,7 @@ class PreprocessConfig:
     crop_right: float = 0.0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    keep_aspect: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,7 +78,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 def spoc_camera() -> PreprocessConfig:
     """SPOC/FLaRe's preprocessing of one camera's 396 x 224 frame, as the preprocessing of a model card."""
     side = 6 / SPOC_RENDER[1]
-    return PreprocessConfig(height=224, width=384, crop_left=side, crop_right=side, mean=CLIP_MEAN, std=CLIP_STD)
+    return PreprocessConfig(
+        height=224, width=384, crop_left=side, crop_right=side, mean=CLIP_MEAN, std=CLIP_STD, keep_aspect=True
+    )
 
 
 def check_frame(frame: object, camera: str = "camera") -> np.ndarray:
@@ -99,9 +105,23 @@ def preprocess(frame: np.ndarray, config: PreprocessConfig, camera: str = "camer
     top, bottom = round(h * config.crop_top), h - round(h * config.crop_bottom)
     left, right = round(w * config.crop_left), w - round(w * config.crop_right)
     img = img[top:bottom, left:right]
+    if config.keep_aspect:
+        img = _crop_to_aspect(img, config.height / config.width)
     if img.shape[:2] != (config.height, config.width):
         img = cv2.resize(np.ascontiguousarray(img), (config.width, config.height), interpolation=cv2.INTER_AREA)
     return _normalise(np.ascontiguousarray(img).transpose(2, 0, 1)[None], config)[0]
+
+
+def _crop_to_aspect(img: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred window of `img` with height / width == aspect (to the pixel)."""
+    h, w = img.shape[:2]
+    if round(w * aspect) < h:  # too tall: trim top and bottom
+        keep = max(1, round(w * aspect))
+        top = (h - keep) // 2
+        return img[top : top + keep]
+    keep = max(1, round(h / aspect))
+    left = (w - keep) // 2
+    return img[:, left : left + keep]
 
 
 def _normalise(chw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -124,7 +144,8 @@ def preprocess_batch(frames: np.ndarray, config: PreprocessConfig, camera: str =
     if len(frames) == 0:
         return np.zeros((0, 3, config.height, config.width), dtype=np.float32)
     check_frame(frames[0], camera)
-    geometric = config.rotate_cw or any((config.crop_top, config.crop_bottom, config.crop_left, config.crop_right))
+    crops = (config.crop_top, config.crop_bottom, config.crop_left, config.crop_right)
+    geometric = config.rotate_cw or any(crops) or config.keep_aspect
     if geometric or frames.shape[1:3] != (config.height, config.width):
         return np.stack([preprocess(f, config, camera) for f in frames])
     return _normalise(frames.transpose(0, 3, 1, 2), config)
