@@ -94,9 +94,9 @@ def do_import(upstream, payload, name):
     return load_flare_checkpoint(stored).eval(), stored
 
 
-def goal_ids(upstream):
+def goal_ids(upstream, goal=GOAL):
     tokenizer = Tokenizer.from_file(str(upstream["root"] / "t5" / "tokenizer.json"))
-    return torch.tensor([tokenizer.encode(GOAL).ids])
+    return torch.tensor([tokenizer.encode(goal).ids])
 
 
 def test_rl_checkpoint_imports_and_matches_the_reference(upstream):
@@ -139,16 +139,17 @@ def test_exported_model_runs_in_onnx_runtime_like_the_reference(upstream, tmp_pa
     card = policy.card
     assert card.goal_encoder.graph == "goal_encoder.onnx" and card.goal_tokenizer.file == "tokenizer.json"
     assert [c.preprocessing.width for c in card.cameras] == [384, 384] and card.cache.max_context == 1000
-    frames, prev, holding = episode(2)
-    policy.reset(GOAL)
-    logits = []
-    for t in range(STEPS):
-        logits.append(policy.act(frames[t], holding=bool(holding[t])).logits)
-        if t + 1 < STEPS:
-            policy.executed(int(prev[t + 1]))  # the recorded history, as bag replay feeds it
-    ref_logits, _ = reference(upstream, upstream["actor"], frames, prev, holding, card.cameras[0].preprocessing,
-                              goal_ids(upstream))  # fmt: skip
-    assert np.abs(np.stack(logits) - ref_logits.numpy()).max() < 1e-4
+    for seed, goal in enumerate((GOAL, "go to the blue chair in the kitchen")):  # goals of 5 and 10 tokens
+        frames, prev, holding = episode(seed)
+        policy.reset(goal)
+        logits = []
+        for t in range(STEPS):
+            logits.append(policy.act(frames[t], holding=bool(holding[t])).logits)
+            if t + 1 < STEPS:
+                policy.executed(int(prev[t + 1]))  # the recorded history, as bag replay feeds it
+        camera, ids = card.cameras[0].preprocessing, goal_ids(upstream, goal)
+        ref_logits, _ = reference(upstream, upstream["actor"], frames, prev, holding, camera, ids)
+        assert np.abs(np.stack(logits) - ref_logits.numpy()).max() < 1e-4
     assert policy.check_goal("find a red mug") == ""
     assert "cannot represent" in policy.check_goal("find the xylophone!")
 

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from flare_core.actions import NUM_ACTIONS
@@ -121,6 +122,42 @@ class PositionalEncoder(nn.Module):
         return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
 
+class FusionLayer(nn.Module):
+    """nn.TransformerEncoderLayer as FLaRe builds it (post-norm, ReLU, feed-forward 2048, dropout 0.1) with the
+    same parameters, its forward written out so that the token count stays a dynamic axis in ONNX: a goal's
+    length varies, and nn.MultiheadAttention's traced graph fixes it to the example's."""
+
+    def __init__(self, d: int, heads: int, feed_forward: int = 2048, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d, heads, batch_first=True)  # its parameters, upstream's names
+        self.linear1, self.linear2 = nn.Linear(d, feed_forward), nn.Linear(feed_forward, d)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.heads, self.dropout = heads, dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, d = x.shape[0], x.shape[2]
+        p = self.dropout if self.training else 0.0
+        qkv = F.linear(x, self.self_attn.in_proj_weight, self.self_attn.in_proj_bias)
+        q, k, v = (t.reshape(n, -1, self.heads, d // self.heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p).transpose(1, 2).reshape(n, -1, d)
+        x = self.norm1(x + F.dropout(self.self_attn.out_proj(attended), p, self.training))
+        hidden = F.dropout(F.relu(self.linear1(x)), p, self.training)
+        return self.norm2(x + F.dropout(self.linear2(hidden), p, self.training))
+
+
+class FusionTransformer(nn.Module):
+    """nn.TransformerEncoder's layout (`layers.i`) of `FusionLayer`s."""
+
+    def __init__(self, d: int, heads: int, layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(FusionLayer(d, heads) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 class FusionEncoder(nn.Module):
     """Upstream's `visual_encoder` (DinoTxGoalEncoder): cameras and goal text fused into one feature per step."""
 
@@ -134,8 +171,7 @@ class FusionEncoder(nn.Module):
             setattr(self, f"visual_sensor_token_{CAMERA_SENSORS[camera]}", nn.Parameter(0.1 * torch.rand(d)))
         self.visual_compressor = nn.Sequential(nn.Conv2d(dino_dim, d, 1), nn.ReLU(), nn.Conv2d(d, d, 1), nn.ReLU())
         self.visual_adapter = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d), nn.ReLU())
-        layer = nn.TransformerEncoderLayer(d_model=d, nhead=config.fusion_heads, batch_first=True)
-        self.fusion_xformer = nn.TransformerEncoder(layer, num_layers=config.fusion_layers, enable_nested_tensor=False)
+        self.fusion_xformer = FusionTransformer(d, config.fusion_heads, config.fusion_layers)
         self.cameras = config.cameras
 
     def train(self, mode: bool = True) -> FusionEncoder:
