@@ -99,10 +99,15 @@ def goal_ids(upstream, goal=GOAL):
     return torch.tensor([tokenizer.encode(goal).ids])
 
 
-def test_rl_checkpoint_imports_and_matches_the_reference(upstream):
-    model, stored = do_import(
-        upstream, rl_checkpoint(upstream["actor"], upstream["critic"], total_steps=21026752), "rl"
-    )
+@pytest.fixture(scope="module")
+def rl_run(upstream):
+    """FLaRe's RL checkpoint (AllenAct format) imported as a run."""
+    payload = rl_checkpoint(upstream["actor"], upstream["critic"], total_steps=21026752)
+    return do_import(upstream, payload, "rl")
+
+
+def test_rl_checkpoint_imports_and_matches_the_reference(upstream, rl_run):
+    model, stored = rl_run
     assert stored["env_steps"] == 21026752 and stored["source"]["format"] == "allenact"
     frames, prev, holding = episode()
     camera, ids = model_camera(stored), goal_ids(upstream)
@@ -112,6 +117,20 @@ def test_rl_checkpoint_imports_and_matches_the_reference(upstream):
     assert (logits - ref_logits).abs().max() < 1e-5
     assert (values - ref_values).abs().max() < 1e-5
     assert ref_logits.std() > 0.05  # the comparison means something: logits vary over actions and steps
+
+
+def test_steps_against_the_cache_equal_the_whole_sequence(upstream, rl_run):
+    model, stored = rl_run
+    frames, prev, holding = episode(3)
+    camera, ids = model_camera(stored), goal_ids(upstream)
+    logits, _ = ours(model, frames, prev, holding, camera, ids)
+    cache = model.new_cache(1)
+    with torch.no_grad():
+        goal, _ = model.encode_goals(ids)
+        for t in range(STEPS):
+            images = {c: torch.from_numpy(preprocess(frames[t][c], camera))[None] for c in ("nav", "manip")}
+            h = model.step(model.features(images), goal, prev[t : t + 1], holding[t : t + 1], cache)
+            assert (model.actor(h)[0] - logits[t]).abs().max() < 1e-5
 
 
 def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstream):
@@ -130,11 +149,8 @@ def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstrea
     assert not torch.equal(state["critic.fc.weight"], upstream["actor"]["critic.fc.weight"])
 
 
-def test_exported_model_runs_in_onnx_runtime_like_the_reference(upstream, tmp_path):
-    root = upstream["root"]
-    if not (root / "rl" / "checkpoint.pt").exists():
-        do_import(upstream, rl_checkpoint(upstream["actor"], upstream["critic"]), "rl")
-    export_policy(root / "rl", tmp_path / "model")
+def test_exported_model_runs_in_onnx_runtime_like_the_reference(upstream, rl_run, tmp_path):
+    export_policy(upstream["root"] / "rl", tmp_path / "model")
     policy = OnnxPolicy(tmp_path / "model", embodiment="stretch_re1")
     card = policy.card
     assert card.goal_encoder.graph == "goal_encoder.onnx" and card.goal_tokenizer.file == "tokenizer.json"

@@ -60,7 +60,7 @@ class FlareOnnxStep(nn.Module):
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.cameras)
         images, (goal, prev_action, holding, step), past = args[:n], args[n : n + 4], args[n + 4 :]
-        features = {c: self.model.dinov2(x)[:, None] for c, x in zip(self.cameras, images, strict=True)}
+        features = {c: f[:, None] for c, f in self.model.features(dict(zip(self.cameras, images, strict=True))).items()}
         x = self.model.tokens(features, goal, prev_action[:, None], holding[:, None], step[:, None])
         attention = export_attention(self.cache_layout, past, step, self.model.config)
         return decode(self.model.decoder, self.model.actor, x, attention)
