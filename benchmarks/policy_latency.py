@@ -1,14 +1,21 @@
-"""Per-step policy latency at episode steps t = 1, 100, 500: ONNX Runtime with KV-cache vs torch with KV-cache
-vs torch recomputing the whole history each step (as SPOC does), in one run.
+"""Per-step policy latency: ONNX Runtime with KV-cache vs torch with KV-cache vs torch recomputing the whole
+history each step (as SPOC does), in one run.
 
 Two architectures, random weights (latency does not depend on training):
 - demo: the embedded-simulator policy (ModelConfig defaults, context stretched to 512 so t = 500 exists);
-- flare: FLaRe's size, a 3 x 512 x 8 decoder, and for the whole step DINOv2-S/14 on two 224 x 384 cameras.
-"decoder" times the decoder alone (one fused token in, logits out) in four ONNX Runtime variants: the
-default export (`ort_cache`: concat cache, float32), the in-place cache (`ort_shared`: fixed buffers written
-by GroupQueryAttention, no per-step copy of the past), in-place with int8 weights (`ort_shared_int8`) and
-with int8 weights and an int8 cache (`ort_shared_int8_kv8`, which the summary's decoder_* figures report).
-"step" times the whole policy step (perception + goal + decoder, default export), ONNX Runtime and torch.
+- flare: FLaRe's own model family (flare_training.flare_model) at the released checkpoints' size: DINOv2-S/14
+  on two 224 x 384 cameras, the 3-layer fusion over 84 + 84 image tokens and the goal's T5 tokens, the
+  3 x 512 x 8 LLaMA decoder; T5-small encodes the goal once per episode.
+"decoder" times a decoder alone (one fused token in, logits out) at t = 1, 100, 500 in four ONNX Runtime
+variants: the default export (`ort_cache`: concat cache, float32), the in-place cache (`ort_shared`: fixed
+buffers written by GroupQueryAttention, no per-step copy of the past), in-place with int8 weights
+(`ort_shared_int8`) and with int8 weights and an int8 cache (`ort_shared_int8_kv8`, which the summary's
+decoder_* figures report).
+"step" times the whole policy step: for demo, ONNX Runtime and torch at t = 1, 100, 500; for FLaRe
+(`flare_step_*`), the exported policy.onnx at t = 100 in float32 and with int8 weights (DINOv2's, as
+`export --weights int8` writes it) against torch eager (DINOv2, fusion and the cached decoder step), and the
+goal encoder (`flare_goal_encode_*`: goal_encoder.onnx vs torch). The int8 graph's decisions are compared with
+float32's on the same inputs (logit difference, same greedy action).
 Figures are medians over repeated calls, and the calls compared are timed in turn (each decoder variant at
 t = 1, 100, 500 call by call; ONNX Runtime and torch alternately for the whole step), so the drift of a
 shared, noisy machine hits them alike and the ratios hold.
@@ -37,6 +44,8 @@ from flare_training.export import (
     io_names,
     quantize_weights,
 )
+from flare_training.flare_export import FlareOnnxStep, GoalEncoderGraph, quantize_dinov2, step_example, step_io_names
+from flare_training.flare_model import FlareActorCritic, FlareConfig
 from flare_training.model import ActorCritic, CachedStepAttention, KVCache, ModelConfig, SequenceAttention
 
 STEPS = (1, 100, 500)
@@ -86,8 +95,7 @@ HEADLINE = "ort_shared_int8_kv8"  # what the summary's decoder_* figures report:
 KV8_SCALE = 4 / 127  # int8 cache scale for the benchmark's N(0, 1) keys and values (calibrated per model on export)
 
 
-def export_decoder(model: ActorCritic, path: Path, layout: str, weights: str, cache_dtype: str) -> Path:
-    config = model.config
+def export_decoder(decoder, head, config, path: Path, layout: str, weights: str, cache_dtype: str) -> Path:
     cache_names = [f"{i}.{k}" for i in range(config.layers) for k in ("key", "value")]
     length = config.max_context if layout == "shared" else 1
     past = [torch.zeros(1, config.heads, length, config.head_dim, dtype=getattr(torch, cache_dtype))]
@@ -95,7 +103,7 @@ def export_decoder(model: ActorCritic, path: Path, layout: str, weights: str, ca
     step = [torch.zeros(1, dtype=torch.long)] if layout == "shared" else []
     scales = [(KV8_SCALE, KV8_SCALE)] * config.layers if cache_dtype == "int8" else None
     path = export_graph(
-        OnnxDecoderStep(model, layout, scales).eval(),
+        OnnxDecoderStep(decoder, head, config, layout, scales).eval(),
         (torch.zeros(1, 1, config.d_model), *step, *past),
         path,
         ["token"] + (["step"] if step else []) + [f"past_key_values.{n}" for n in cache_names],
@@ -125,12 +133,12 @@ class InPlaceStep:
         self.session.run_with_iobinding(self.binding)
 
 
-def decoder_latencies(model: ActorCritic, tmp: Path, repeats: int, variants=ORT_VARIANTS) -> dict[str, float]:
-    config = model.config
-    decoder = model.actor.decoder
+def decoder_latencies(decoder, head, config, tmp: Path, repeats: int, variants=ORT_VARIANTS) -> dict[str, float]:
+    """A decoder (and its action head) of either family: ONNX Runtime variants and torch, t = 1, 100, 500."""
     cache_names = [f"{i}.{k}" for i in range(config.layers) for k in ("key", "value")]
     sessions = {
-        kind: ort_session(export_decoder(model, tmp / f"decoder_{kind}.onnx", *variants[kind])) for kind in variants
+        kind: ort_session(export_decoder(decoder, head, config, tmp / f"decoder_{kind}.onnx", *variants[kind]))
+        for kind in variants
     }
     rng = np.random.default_rng(0)
     # Per variant, its calls at t = 1, 100, 500, timed in turn (so its growth ratio sees no drift); variants one
@@ -196,18 +204,79 @@ def step_latencies(model: ActorCritic, tmp: Path, repeats: int, steps=STEPS) -> 
     return out
 
 
-def flare_size_model(tmp: Path, with_dinov2: bool) -> ActorCritic:
-    kwargs = dict(d_model=512, layers=3, heads=8, max_context=512, visual_dim=512, goal_dim=512, fusion="pooled")
-    shapes = {"nav": (224, 384), "manip": (224, 384)}
-    if with_dinov2:
-        from transformers import Dinov2Config, Dinov2Model
+def flare_model() -> FlareActorCritic:
+    """FLaRe's model at the released checkpoints' size, DINOv2-S/14 and T5-small from their configs (random
+    weights: latency does not depend on them)."""
+    from transformers import Dinov2Config, Dinov2Model, T5Config, T5EncoderModel
 
-        path = tmp / "dinov2_s14"
-        # ViT-S/14: 384 wide, 12 layers, 6 heads (random weights: latency does not depend on them)
-        Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
-                                 patch_size=14, image_size=224)).save_pretrained(path)  # fmt: skip
-        kwargs.update(visual="dinov2", dinov2_path=str(path))
-    return ActorCritic(ModelConfig(vocab_size=64, **kwargs), shapes).eval()
+    dinov2 = Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14,
+                                      image_size=518))  # fmt: skip
+    t5 = T5EncoderModel(T5Config(d_model=512, d_kv=64, num_heads=8, d_ff=2048, num_layers=6, vocab_size=32128,
+                                 feed_forward_proj="relu"))  # fmt: skip
+    return FlareActorCritic(FlareConfig(), dinov2, t5).eval()
+
+
+def torch_flare_step(model: FlareActorCritic, images: dict, goal, prev, holding, cache: KVCache, past_len: int):
+    cache.length.fill_(past_len)
+    model.actor(model.step(model.features(images), goal, prev, holding, cache))
+
+
+def flare_step_latencies(model: FlareActorCritic, tmp: Path, repeats: int, t: int = 100) -> dict[str, float]:
+    """FLaRe's exported graphs (float32 and int8 weights) vs torch eager, at step t, and the goal encoder."""
+    config = model.config
+    inputs, outputs = step_io_names(config.cameras, config.layers)
+    fp32 = export_graph(FlareOnnxStep(model).eval(), step_example(model, "concat"), tmp / "flare_step.onnx", inputs,
+                        outputs, goal_axis=("goal_features",))  # fmt: skip
+    int8 = tmp / "flare_step_int8.onnx"
+    int8.write_bytes(fp32.read_bytes())
+    quantize_dinov2(int8)  # what `export --weights int8` writes for the FLaRe family
+    goal_graph = export_graph(GoalEncoderGraph(model).eval(), (torch.ones(1, 5, dtype=torch.long),),
+                              tmp / "flare_goal.onnx", ["input_ids"], ["goal_features"],
+                              goal_axis=("input_ids", "goal_features"))  # fmt: skip
+    sessions = {name: ort_session(path) for name, path in (("fp32", fp32), ("int8", int8), ("goal", goal_graph))}
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 32000, (1, 8)).astype(np.int64)  # a goal of 8 tokens
+    with torch.inference_mode():
+        goal = model.visual_encoder.encode_goal(torch.from_numpy(ids))
+
+    def feed() -> dict[str, np.ndarray]:
+        past = rng.standard_normal((2 * config.layers, 1, config.heads, t - 1, config.head_dim), dtype=np.float32)
+        images = {f"images.{c}": rng.standard_normal((1, 3, 224, 384), dtype=np.float32) for c in config.cameras}
+        scalars = {"prev_action": np.array([3]), "holding": np.array([0]), "step": np.array([t - 1])}
+        return {**images, "goal_features": goal.numpy(), **scalars,
+                **{name: past[i] for i, name in enumerate(inputs[len(images) + 4 :])}}  # fmt: skip
+
+    # int8 decisions against float32's on the same inputs (random frames and past: a numerical check only)
+    diffs, same = [], 0
+    for _ in range(10):
+        f = feed()
+        a, b = sessions["fp32"].run(["logits"], f)[0], sessions["int8"].run(["logits"], f)[0]
+        diffs.append(float(np.abs(a - b).max()))
+        same += int(a.argmax() == b.argmax())
+    f = feed()
+    images = {c: torch.from_numpy(f[f"images.{c}"]) for c in config.cameras}
+    cache = KVCache(config, 1)
+    with torch.inference_mode():
+        calls = {
+            "ort": (sessions["fp32"].run, None, f),
+            "ort_int8": (sessions["int8"].run, None, f),
+            "torch": (torch_flare_step, model, images, goal, torch.tensor([3]), torch.tensor([0]), cache, t - 1),
+        }
+        step = interleaved_median_ms(repeats, calls)
+        goal_calls = {
+            "ort": (sessions["goal"].run, None, {"input_ids": ids}),
+            "torch": (model.visual_encoder.encode_goal, torch.from_numpy(ids)),
+        }
+        goal_ms = interleaved_median_ms(repeats * 3, goal_calls)
+    return {
+        f"flare_step_ms_t{t}": step["ort"],
+        f"flare_step_int8_ms_t{t}": step["ort_int8"],
+        f"flare_step_torch_ms_t{t}": step["torch"],
+        "flare_goal_encode_ms": goal_ms["ort"],
+        "flare_goal_encode_torch_ms": goal_ms["torch"],
+        "flare_step_int8_max_logit_diff": max(diffs),
+        "flare_step_int8_same_action": same / len(diffs),
+    }
 
 
 def main() -> None:
@@ -223,26 +292,28 @@ def main() -> None:
 
         shapes = {c.name: (c.preprocessing.height, c.preprocessing.width) for c in gridhouse_cameras()}
         demo = ActorCritic(ModelConfig(max_context=512, vocab_size=64), shapes).eval()
-        for k, v in decoder_latencies(demo, tmp, args.repeats).items():
+        actor = demo.actor
+        for k, v in decoder_latencies(actor.decoder, actor.heads["logits"], demo.config, tmp, args.repeats).items():
             figures[f"demo_decoder_{k}"] = v
         for k, v in step_latencies(demo, tmp, args.repeats).items():
             figures[f"demo_step_{k}"] = v
-        flare = flare_size_model(tmp, with_dinov2=not args.skip_flare_step)
-        for k, v in decoder_latencies(flare, tmp, args.repeats).items():
+        flare = flare_model()
+        for k, v in decoder_latencies(flare.decoder, flare.actor, flare.config, tmp, args.repeats).items():
             figures[f"decoder_{k}"] = v
         if not args.skip_flare_step:
-            for k, v in step_latencies(flare, tmp, max(9, args.repeats // 3), steps=(1, 500)).items():
-                figures[f"step_{k}"] = v
+            figures.update(flare_step_latencies(flare, tmp, max(9, args.repeats // 3)))
 
     print(f"{'ms per step':<34}" + "".join(f"{'t=' + str(t):>10}" for t in STEPS))
-    for prefix, label in (("demo_decoder", "demo decoder"), ("decoder", "FLaRe-size decoder")):
+    for prefix, label in (("demo_decoder", "demo decoder"), ("decoder", "FLaRe decoder")):
         for kind in (*ORT_VARIANTS, "torch_cache", "torch_recompute"):
             row = [figures.get(f"{prefix}_{kind}_ms_t{t}") for t in STEPS]
             print(f"{label + ' ' + kind:<34}" + "".join(f"{v:>10.3f}" if v is not None else f"{'-':>10}" for v in row))
-    for prefix, label in (("demo_step", "demo whole step"), ("step", "FLaRe-size whole step")):
-        for kind in ("ort", "torch"):
-            row = [figures.get(f"{prefix}_{kind}_ms_t{t}") for t in STEPS]
-            print(f"{label + ' ' + kind:<34}" + "".join(f"{v:>10.3f}" if v is not None else f"{'-':>10}" for v in row))
+    for kind in ("ort", "torch"):
+        row = [figures.get(f"demo_step_{kind}_ms_t{t}") for t in STEPS]
+        print(f"{'demo whole step ' + kind:<34}" + "".join(f"{v:>10.3f}" for v in row))
+    for kind, label in (("", "ort float32"), ("_int8", "ort int8 weights"), ("_torch", "torch eager")):
+        value = figures.get(f"flare_step{kind}_ms_t100")
+        print(f"{'FLaRe whole step ' + label:<34}{'-':>10}" + (f"{value:>10.3f}" if value else f"{'-':>10}"))
 
     best = f"decoder_{HEADLINE}_ms"
     print(f"decoder_* figures below: ONNX Runtime variant {HEADLINE} ({' + '.join(ORT_VARIANTS[HEADLINE])})")
@@ -262,9 +333,19 @@ def main() -> None:
         "demo_decoder_ort_cache_ms_t500": figures["demo_decoder_ort_cache_ms_t500"],
         "demo_step_ort_over_torch": figures["demo_step_ort_ms_t500"] / figures["demo_step_torch_ms_t500"],
     }
-    if "step_ort_ms_t500" in figures:
-        summary["step_ort_ms_t500"] = figures["step_ort_ms_t500"]
-        summary["step_ort_over_torch"] = figures["step_ort_ms_t500"] / figures["step_torch_ms_t500"]
+    if "flare_step_ms_t100" in figures:
+        torch_ms = figures["flare_step_torch_ms_t100"]
+        summary |= {
+            "flare_goal_encode_ms": figures["flare_goal_encode_ms"],
+            "flare_goal_encode_ort_over_torch": figures["flare_goal_encode_ms"] / figures["flare_goal_encode_torch_ms"],
+            "flare_step_ms": figures["flare_step_ms_t100"],
+            "flare_step_int8_ms": figures["flare_step_int8_ms_t100"],
+            "flare_step_torch_ms": torch_ms,
+            "flare_step_ort_over_torch": figures["flare_step_ms_t100"] / torch_ms,
+            "flare_step_int8_over_torch": figures["flare_step_int8_ms_t100"] / torch_ms,
+            "flare_step_int8_max_logit_diff": figures["flare_step_int8_max_logit_diff"],
+            "flare_step_int8_same_action": figures["flare_step_int8_same_action"],
+        }
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
 
 

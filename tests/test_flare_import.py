@@ -14,6 +14,9 @@ from flare_reference import il_checkpoint, official_state_dict, reference_forwar
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import Dinov2Config, Dinov2Model, T5Config, T5EncoderModel
 
+from flare_bag.replay import replay
+from flare_bringup.graph import Graph
+from flare_bringup.runner import EpisodeRunner
 from flare_core.preprocessing import preprocess
 from flare_core.runtime import OnnxPolicy
 from flare_training.checkpoint import read_checkpoint
@@ -228,3 +231,46 @@ def test_missing_downloads_say_how_to_get_them(upstream, tmp_path):
         import_flare(tmp_path / "x.pt", tmp_path / "run", upstream["root"] / "dinov2", tmp_path / "t5")
     with pytest.raises(FileNotFoundError, match="hf download facebook/dinov2-small"):
         import_flare(tmp_path / "x.pt", tmp_path / "run", tmp_path / "nowhere", upstream["root"] / "t5")
+
+
+def test_imported_model_runs_the_ros_graph_and_replays_from_its_bag(upstream, rl_run, tmp_path):
+    """Plumbing, not success (random weights, gridhouse frames): the imported and exported FLaRe model drives the
+    simulated Stretch through the ROS 2 graph (two goals, each its own episode), and bag replay re-derives the
+    recorded decisions from the recorded frames."""
+    model_dir = export_policy(upstream["root"] / "rl", tmp_path / "model")
+    overrides = {"flare_policy": {"step_limit": 5}}  # ~0.3 s a decision on this CPU: short episodes
+    graph = Graph("stretch", model=str(model_dir), overrides=overrides, log_dir=tmp_path / "logs",
+                  record=str(tmp_path / "bag")).start()  # fmt: skip
+    runner = EpisodeRunner()
+    try:
+        runner.wait_ready(timeout=120, recorders=1)
+        outcomes = [runner.run_episode("objectnav", house, timeout=120) for house in range(2)]
+        dead = graph.dead()
+    finally:
+        runner.close()
+        graph.stop()
+    assert not dead, dead
+    simulated = {"m", "r", "l", "end", "sub_done", "p", "d"}  # the gridhouse's body: nothing else is sent
+    for outcome in outcomes:
+        assert 1 <= len(outcome.actions) <= 5 and set(outcome.actions) <= simulated, outcome
+        assert outcome.reason and all(ms > 0 for ms in outcome.inference_ms)
+    report, _ = replay(tmp_path / "bag", model_dir, robot="stretch_re1+gridhouse", progress=False, allow_upscale=True)
+    summary = report["summary"]
+    assert summary["episodes_replayed"] == 2, [e["error"] for e in report["episodes"]]
+    assert summary["decisions"] == sum(len(o.actions) for o in outcomes) and summary["agreement"] == 1.0
+
+
+def test_int8_weights_keep_the_logits_close(upstream, rl_run, tmp_path):
+    """`export --weights int8` (DINOv2's weights dynamically quantized): the logits stay within
+    the tolerance the embedded model's int8 exports are held to (0.1)."""
+    fp32 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "fp32"))
+    int8 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "int8", weights="int8"))
+    assert int8.card.weights == "int8"
+    frames, prev, holding = episode(4)
+    for policy in (fp32, int8):
+        policy.reset(GOAL)
+    for t in range(STEPS):
+        a, b = (p.act(frames[t], holding=bool(holding[t])).logits for p in (fp32, int8))
+        assert np.abs(a - b).max() < 0.1, (t, np.abs(a - b).max())
+        for policy in (fp32, int8):
+            policy.executed(int(prev[t + 1]) if t + 1 < STEPS else 0)

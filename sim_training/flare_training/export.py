@@ -170,21 +170,20 @@ class OnnxStep(nn.Module):
 
 
 class OnnxDecoderStep(nn.Module):
-    """The decoder alone (fused token and, for the shared layout, the filled count in; logits out), for
-    latency measurements without perception."""
+    """A decoder and its action head alone (fused token and, for the shared layout, the filled count in; logits
+    out), for latency measurements without perception; either model family's."""
 
-    def __init__(self, model: ActorCritic, cache_layout: str = "concat", cache_scales: list | None = None) -> None:
+    def __init__(self, decoder, head: nn.Module, config, cache_layout: str = "concat", scales: list | None = None):
         super().__init__()
-        self.model = model
+        self.decoder, self.head, self.config = decoder, head, config
         self.cache_layout = _check_layout(cache_layout)
-        self.cache_scales = cache_scales
+        self.cache_scales = scales
 
     def forward(self, x: torch.Tensor, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x [B, 1, d_model], then (shared layout only) step [B], then the past."""
-        actor = self.model.actor
         step, past = (args[0], args[1:]) if self.cache_layout == "shared" else (None, args)
-        attention = export_attention(self.cache_layout, past, step, self.model.config, self.cache_scales)
-        return decode(actor.decoder, actor.heads["logits"], x, attention)
+        attention = export_attention(self.cache_layout, past, step, self.config, self.cache_scales)
+        return decode(self.decoder, self.head, x, attention)
 
 
 def _check_layout(layout: str) -> str:
@@ -222,19 +221,24 @@ def export_graph(
     return path
 
 
-def quantize_weights(path: Path) -> Path:
+def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = ()) -> Path:
     """int8 weights, activations quantized on the fly (ONNX Runtime dynamic quantization, per channel): about a
     quarter of the bytes to stream per step, which is what a batch-1 decoder step on a CPU waits for.
 
     Weights use 7 bits (reduce_range): on x86 CPUs without VNNI (AVX2 only, as many robot computers) ONNX
     Runtime multiplies uint8 x int8 with an instruction whose 16-bit sums saturate; with full-range weights the
     demo model then chose another action on 10 of 56 steps (logits off by 0.64), with 7 bits on 2 (0.022).
-    The model must be portable to whatever CPU the robot has, so the safe range is the only one."""
+    The model must be portable to whatever CPU the robot has, so the safe range is the only one.
+    `node_prefixes`: quantize only the nodes whose names start with one of them (the rest stays float32)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    nodes = None
+    if node_prefixes:
+        nodes = [n.name for n in onnx.load(path).graph.node if n.name.startswith(node_prefixes)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(path, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+        quantize_dynamic(path, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         nodes_to_quantize=nodes)  # fmt: skip
     return path
 
 

@@ -1,6 +1,7 @@
 """Open-loop replay: run a policy through the same ONNX Runtime as the robot on the frames of a recorded run.
 
     python -m flare_bag.replay BAG MODEL_DIR [--out DIR] [--camera nav=/camera/color/image_raw] [--robot locobot]
+                               [--allow-upscale]
 
 For each episode (one per goal message) the policy starts with an empty cache and, at every recorded decision,
 sees the frames that decision used; its greedy action is compared with the recorded one, then the recorded
@@ -56,18 +57,21 @@ def _median(values: list[float | None]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def _check_frame(frame: np.ndarray, camera: str, card_cameras: dict, first_shape: dict) -> None:
+def _check_frame(frame: np.ndarray, camera: str, card_cameras: dict, first_shape: dict, upscale: bool) -> None:
     want = card_cameras[camera]
-    if frame.shape[0] < want.height or frame.shape[1] < want.width:
+    if not upscale and (frame.shape[0] < want.height or frame.shape[1] < want.width):
         raise FrameError(
             f"camera {camera!r} frame is {frame.shape[1]}x{frame.shape[0]}, smaller than the model's "
-            f"{want.width}x{want.height} input: wrong camera topic? (map it with --camera {camera}=/topic)"
+            f"{want.width}x{want.height} input: wrong camera topic? (map it with --camera {camera}=/topic; "
+            "--allow-upscale if small frames are right, as the simulated robot's for a 224 x 384 model)"
         )
     if first_shape.setdefault(camera, frame.shape) != frame.shape:
         raise FrameError(f"camera {camera!r} frame size changed from {first_shape[camera]} to {frame.shape}")
 
 
-def replay_episode(policy: OnnxPolicy, episode: Episode, thumbnails: list | None = None) -> EpisodeReplay:
+def replay_episode(
+    policy: OnnxPolicy, episode: Episode, thumbnails: list | None = None, upscale: bool = False
+) -> EpisodeReplay:
     """One episode; a problem becomes `error` (naming the decision and why), never an exception."""
     result = EpisodeReplay(episode.number, episode.goal, len(episode.decisions), recorded_outcome=episode.outcome)
     if episode.problem:
@@ -86,7 +90,7 @@ def replay_episode(policy: OnnxPolicy, episode: Episode, thumbnails: list | None
             frames = {}
             for camera, (_, raw) in d.frames.items():
                 frames[camera] = decode_rgb(raw, f"camera {camera!r}")
-                _check_frame(frames[camera], camera, card_cameras, shapes)
+                _check_frame(frames[camera], camera, card_cameras, shapes, upscale)
             start = time.perf_counter()
             step = policy.act(frames, holding)
             latencies.append((time.perf_counter() - start) * 1000)
@@ -131,8 +135,10 @@ def replay(
     embodiment: str | None = None,
     progress: bool = True,
     keep_thumbnails: int = 3,
+    allow_upscale: bool = False,
 ) -> tuple[dict, dict]:
-    """Returns (results as JSON-ready dict, thumbnails per episode for the report)."""
+    """Returns (results as JSON-ready dict, thumbnails per episode for the report). Frames smaller than the
+    model's input are refused (a wrong topic, usually) unless `allow_upscale`."""
     policy = OnnxPolicy(model_dir, embodiment, greedy=True, robot=robot)
     topics = {c.name: protocol.camera_topic(c.name) for c in policy.card.cameras} | (cameras or {})
     unknown = set(topics) - {c.name for c in policy.card.cameras}
@@ -144,7 +150,7 @@ def replay(
         with tqdm(desc="replay", unit="ep", disable=not progress) as bar:
             for episode in bag.episodes():
                 keep = [] if len(thumbs) < keep_thumbnails else None
-                result = replay_episode(policy, episode, keep)
+                result = replay_episode(policy, episode, keep, allow_upscale)
                 if keep:
                     thumbs[episode.number] = keep
                 if result.error:
@@ -185,13 +191,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--namespace", default="", help="namespace the graph ran in")
     parser.add_argument("--robot", default=None, help="mask what this embodiment cannot do, as on the robot")
     parser.add_argument("--embodiment", default=None, help="the card's embodiment to use (default its first)")
+    parser.add_argument(
+        "--allow-upscale", action="store_true", help="replay frames smaller than the model's input, upscaled"
+    )
     args = parser.parse_args(argv)
     try:
         cameras = dict(item.split("=", 1) for item in args.camera)
     except ValueError:
         parser.error("--camera takes NAME=TOPIC, e.g. --camera nav=/camera/color/image_raw")
     try:
-        report, thumbs = replay(args.bag, args.model, cameras, args.namespace, args.robot, args.embodiment)
+        report, thumbs = replay(args.bag, args.model, cameras, args.namespace, args.robot, args.embodiment,
+                                allow_upscale=args.allow_upscale)  # fmt: skip
     except (BagError, PolicyLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -91,8 +91,10 @@ def graph_nodes(
         raise ValueError(f"backend {backend!r} needs robot:=real; the simulated robot's backend is sim")
     backend = backend if real else SIM_BACKEND
     policy_params = {"model": str(model or default_model()), "greedy": greedy}
-    if not real and not model:
-        policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse
+    if not real:  # the simulated robot moves in the gridhouse: it can do only what both bodies can
+        policy_params["robot"] = f"{get_robot(robot).embodiment}+gridhouse"
+        if not model:
+            policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse
     bridge = f"{robot}_bridge"  # its executable and its node name
     nodes = [
         NodeSpec("flare_ros", "policy_node", "flare_ros.policy_node", "flare_policy", policy_params, required=True),

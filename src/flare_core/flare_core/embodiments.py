@@ -136,11 +136,16 @@ def restrict(embodiment: Embodiment, robot: Embodiment) -> Embodiment:
 
 
 def get_embodiment(name: str) -> Embodiment:
-    """Look an embodiment up by name, listing the known ones when it is not found."""
+    """Look an embodiment up by name, listing the known ones when it is not found. Names joined by `+` give
+    what all of them can do, with the first one's motions ("stretch_re1+gridhouse": the simulated Stretch)."""
+    first, *others = name.split("+")
     try:
-        return EMBODIMENTS[name]
-    except KeyError:
-        raise ValueError(f"unknown embodiment {name!r}; known: {', '.join(EMBODIMENTS)}") from None
+        embodiment = EMBODIMENTS[first]
+        for other in others:
+            embodiment = restrict(embodiment, EMBODIMENTS[other])
+    except KeyError as err:
+        raise ValueError(f"unknown embodiment {err.args[0]!r} in {name!r}; known: {', '.join(EMBODIMENTS)}") from None
+    return embodiment
 
 
 assert all(len(e.mask) == NUM_ACTIONS for e in EMBODIMENTS.values())

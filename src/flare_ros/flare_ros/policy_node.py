@@ -7,9 +7,9 @@ Publishes: flare/action (String, ActionCommand JSON), flare/policy/status (Strin
 every change and at 1 Hz; refused goals, unusable camera frames, frames received and problems such as an
 e-stop publisher it cannot hear under `extra`).
 Parameters: model (directory with policy.onnx + model.json), embodiment (the card's, default its first),
-robot (embodiment of the robot, masks what it cannot do; default: same), greedy, seed, step_limit,
-provider (auto|cpu|cuda), camera_timeout_s, action_timeout_s, accept_unknown_words (run goals with words
-outside the model's vocabulary instead of refusing them).
+robot (embodiment of the robot, masks what it cannot do; `a+b`: what both can do; default: same), greedy,
+seed, step_limit, provider (auto|cpu|cuda), camera_timeout_s, action_timeout_s, accept_unknown_words (run goals
+with words outside the model's vocabulary instead of refusing them).
 """
 
 from __future__ import annotations
