@@ -337,6 +337,7 @@ def main() -> None:
         torch_ms = figures["flare_step_torch_ms_t100"]
         summary |= {
             "flare_goal_encode_ms": figures["flare_goal_encode_ms"],
+            "flare_goal_encode_torch_ms": figures["flare_goal_encode_torch_ms"],
             "flare_goal_encode_ort_over_torch": figures["flare_goal_encode_ms"] / figures["flare_goal_encode_torch_ms"],
             "flare_step_ms": figures["flare_step_ms_t100"],
             "flare_step_int8_ms": figures["flare_step_int8_ms_t100"],

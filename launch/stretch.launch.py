@@ -1,4 +1,5 @@
 """ros2 launch flare_bringup stretch.launch.py [robot:=sim|real] [backend:=stretch_body|stretch_driver] [model:=DIR]
+    [actions:=stretch_nav]
 
 The FLaRe graph on a Hello Robot Stretch RE1, or on the simulated Stretch. Nodes and parameters come from
 flare_bringup.graph (the same definition `python -m flare_bringup.graph --robot stretch` runs) and

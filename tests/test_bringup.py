@@ -41,8 +41,12 @@ def test_graph_nodes_for_each_robot_and_backend():
     assert [s.name for s in real] == ["flare_policy", "locobot_bridge", "flare_camera_nav", "flare_camera_manip"]
     assert real[1].parameters == {"backend": "interbotix"}
     assert graph_nodes("stretch", real=True, backend="stretch_driver")[1].parameters["backend"] == "stretch_driver"
+    # The simulated robot masks what the gridhouse cannot do; `actions` narrows what the policy may choose.
+    assert sim[0].parameters["robot"] == "stretch_re1+gridhouse"
+    assert graph_nodes("stretch", real=True, actions="stretch_nav")[0].parameters["robot"] == "stretch_nav"
+    assert "robot" not in real[0].parameters  # a real robot: the YAML's
     for bad in [dict(robot="stretch", real=True, backend="interbotix"), dict(robot="stretch", backend="stretch_body"),
-                dict(robot="spot")]:  # fmt: skip
+                dict(robot="spot"), dict(robot="stretch", actions="stretch_arm")]:  # fmt: skip
         with pytest.raises(ValueError):
             graph_nodes(**bad)
     command = node_command(sim[1], "stretch", {"sim_motion_s": 0.5, "publish_camera": False})

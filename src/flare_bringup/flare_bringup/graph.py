@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flare_core.embodiments import get_embodiment
 from flare_core.protocol import CAMERAS
 from flare_robots.robot import SIM_BACKEND, get_robot, robots
 
@@ -77,9 +78,11 @@ def graph_nodes(
     greedy: bool = True,
     record: str = "",
     storage: str = "mcap",
+    actions: str = "",
 ) -> list[NodeSpec]:
     """The nodes for `robot`: policy + bridge, camera nodes on a real robot (the simulated one renders), and a
-    bag recorder when `record` names a bag directory to create."""
+    bag recorder when `record` names a bag directory to create. `actions`: the embodiment whose actions the
+    policy may choose (default the YAML's `robot`; `stretch_nav` keeps a Stretch's arm still)."""
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot {robot!r}; use one of {', '.join(ROBOTS)}")
     real_backends = get_robot(robot).real_backends
@@ -91,8 +94,11 @@ def graph_nodes(
         raise ValueError(f"backend {backend!r} needs robot:=real; the simulated robot's backend is sim")
     backend = backend if real else SIM_BACKEND
     policy_params = {"model": str(model or default_model()), "greedy": greedy}
+    if actions:
+        get_embodiment(actions)  # refuse an unknown name here, not in the node
+        policy_params["robot"] = actions
     if not real:  # the simulated robot moves in the gridhouse: it can do only what both bodies can
-        policy_params["robot"] = f"{get_robot(robot).embodiment}+gridhouse"
+        policy_params["robot"] = f"{actions or get_robot(robot).embodiment}+gridhouse"
         if not model:
             policy_params["embodiment"] = "gridhouse"  # the demo model was trained in the gridhouse
     bridge = f"{robot}_bridge"  # its executable and its node name
@@ -127,11 +133,12 @@ class Graph:
 
     def __init__(self, robot: str, real: bool = False, backend: str = "", model: str = "", greedy: bool = True,
                  overrides: dict[str, dict] | None = None, log_dir: Path | None = None,
-                 extra: list[NodeSpec] | None = None, record: str = "", storage: str = "mcap") -> None:  # fmt: skip
+                 extra: list[NodeSpec] | None = None, record: str = "", storage: str = "mcap",
+                 actions: str = "") -> None:  # fmt: skip
         """`overrides`: node name -> parameters on top of the YAML; `extra`: more nodes (tests: cameras);
         `record`: a bag directory to record the run into."""
         self.robot = robot
-        self.specs = graph_nodes(robot, real, backend, model, greedy, record, storage) + list(extra or [])
+        self.specs = graph_nodes(robot, real, backend, model, greedy, record, storage, actions) + list(extra or [])
         self.overrides = overrides or {}
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
@@ -196,10 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sampled", action="store_true", help="sample actions instead of argmax")
     parser.add_argument("--record", default="", help="record the run into this new bag directory")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
+    parser.add_argument("--actions", default="", help="embodiment whose actions the policy may choose (default: "
+                        "the robot's; stretch_nav keeps a Stretch's arm still)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         graph = Graph(args.robot, args.real, args.backend, args.model, not args.sampled, record=args.record,
-                      storage=args.storage)  # fmt: skip
+                      storage=args.storage, actions=args.actions)  # fmt: skip
     except ValueError as err:
         parser.error(str(err))
     print(f"starting {', '.join(s.name for s in graph.specs)}; Ctrl-C stops all", flush=True)

@@ -25,6 +25,7 @@ def robot_launch_description(robot: str):
         greedy = LaunchConfiguration("greedy").perform(context).lower() == "true"
         record = LaunchConfiguration("record").perform(context)
         storage = LaunchConfiguration("storage").perform(context)
+        actions = LaunchConfiguration("actions").perform(context)
         profile = graph_environment().get(DDS_PROFILE_VARIABLE)  # the frame transport, unless one is set
         set_profile = [SetEnvironmentVariable(DDS_PROFILE_VARIABLE, profile)] if profile else []
         return set_profile + [
@@ -37,7 +38,7 @@ def robot_launch_description(robot: str):
                 emulate_tty=True,
                 on_exit=Shutdown(reason=f"{spec.name} exited") if spec.required else None,
             )
-            for spec in graph_nodes(robot, real, backend, model, greedy, record, storage)
+            for spec in graph_nodes(robot, real, backend, model, greedy, record, storage, actions)
         ]
 
     return LaunchDescription(
@@ -54,6 +55,9 @@ def robot_launch_description(robot: str):
                                   description="record the run into this new bag directory (empty: no recording)"),
             DeclareLaunchArgument("storage", default_value="mcap", choices=["mcap", "sqlite3"],
                                   description="bag storage when recording"),
+            DeclareLaunchArgument("actions", default_value="",
+                                  description="embodiment whose actions the policy may choose (default: the "
+                                              "robot's; stretch_nav keeps a Stretch's arm still)"),
             OpaqueFunction(function=nodes),
         ]
     )  # fmt: skip
