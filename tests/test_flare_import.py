@@ -5,6 +5,7 @@ DINOv2-S/14 and T5-small are built from their configs with random weights (nothi
 checkpoints carry exactly the official key names and shapes with random values.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -17,9 +18,11 @@ from transformers import Dinov2Config, Dinov2Model, T5Config, T5EncoderModel
 from flare_bag.replay import replay
 from flare_bringup.graph import Graph
 from flare_bringup.runner import EpisodeRunner
+from flare_core.actions import ACTION_NAMES
 from flare_core.preprocessing import preprocess
 from flare_core.runtime import OnnxPolicy
 from flare_training.checkpoint import read_checkpoint
+from flare_training.cli import main
 from flare_training.export import export_policy
 from flare_training.flare_import import CheckpointMismatch, import_flare, load_flare_checkpoint
 
@@ -122,6 +125,12 @@ def test_rl_checkpoint_imports_and_matches_the_reference(upstream, rl_run):
     assert ref_logits.std() > 0.05  # the comparison means something: logits vary over actions and steps
 
 
+@pytest.fixture(scope="module")
+def rl_model(upstream, rl_run):
+    """The RL import exported: goal_encoder.onnx, policy.onnx, tokenizer.json, model.json."""
+    return export_policy(upstream["root"] / "rl", upstream["root"] / "rl_model")
+
+
 def test_steps_against_the_cache_equal_the_whole_sequence(upstream, rl_run):
     model, stored = rl_run
     frames, prev, holding = episode(3)
@@ -136,9 +145,15 @@ def test_steps_against_the_cache_equal_the_whole_sequence(upstream, rl_run):
             assert (model.actor(h)[0] - logits[t]).abs().max() < 1e-5
 
 
-def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstream):
+@pytest.fixture(scope="module")
+def il_run(upstream):
+    """FLaRe's IL checkpoint (Lightning format, DINOv2's hub weights inside, ignored) imported as a run."""
     hub = {"blocks.0.attn.qkv.weight": torch.zeros(1152, 384), "pos_embed": torch.zeros(1, 1370, 384)}
-    model, stored = do_import(upstream, il_checkpoint(upstream["actor"], dinov2_hub_keys=hub), "il")
+    return do_import(upstream, il_checkpoint(upstream["actor"], dinov2_hub_keys=hub), "il")
+
+
+def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstream, il_run):
+    model, stored = il_run
     assert stored["env_steps"] == 0 and stored["source"]["format"] == "lightning"
     frames, prev, holding = episode(1)
     camera, ids = model_camera(stored), goal_ids(upstream)
@@ -152,9 +167,34 @@ def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstrea
     assert not torch.equal(state["critic.fc.weight"], upstream["actor"]["critic.fc.weight"])
 
 
-def test_exported_model_runs_in_onnx_runtime_like_the_reference(upstream, rl_run, tmp_path):
-    export_policy(upstream["root"] / "rl", tmp_path / "model")
-    policy = OnnxPolicy(tmp_path / "model", embodiment="stretch_re1")
+def test_the_il_import_fine_tunes_with_ppo_and_exports(upstream, il_run, tmp_path):
+    """FLaRe's recipe from their IL checkpoint, through the CLI: the trainer drives the imported model (here in
+    the gridhouse, whose frames are upscaled to 224 x 384), the policy that acted through its KV-cache is the
+    one the update divides by, warm-up moves only the critic, and the result exports like any run."""
+    out = tmp_path / "ppo"
+    main(["ppo", "--init", str(upstream["root"] / "il"), "--out", str(out), "--num-envs", "2", "--rollout", "4",
+          "--total-env-steps", "16", "--epochs", "2", "--minibatches", "1", "--env-workers", "0",
+          "--critic-warmup-updates", "1", "--families", "objectnav", "--eval-every", "1000000",
+          "--eval-episodes", "1", "--final-eval-episodes", "0"])  # fmt: skip
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2]
+    assert rows[0]["critic_warmup"] and rows[0]["approx_kl"] < 1e-9 and rows[1]["approx_kl"] > 1e-9
+    assert max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
+    _, tuned = read_checkpoint(out)
+    before = il_run[0].state_dict()
+    assert tuned["family"] == "flare" and tuned["kind"] == "ppo" and tuned["env_steps"] == 16
+    for key in ("decoder.output.weight", "critic_tsfm.critic.fc.weight", "visual_encoder.text_adapter.0.weight"):
+        assert not torch.equal(tuned["model"][key], before[key]), key  # trained
+    for key in ("dinov2.backbone.embeddings.position_embeddings", "visual_encoder.text_encoder.shared.weight"):
+        assert torch.equal(tuned["model"][key], before[key]), key  # frozen
+    policy = OnnxPolicy(export_policy(out, tmp_path / "model"))
+    assert policy.card.provenance.env == "gridhouse" and policy.card.provenance.env_steps == 16
+    frames, _, _ = episode(5)
+    assert policy.act(frames[0], holding=False, goal=GOAL).name in ACTION_NAMES
+
+
+def test_exported_model_runs_in_onnx_runtime_like_the_reference(upstream, rl_model):
+    policy = OnnxPolicy(rl_model, embodiment="stretch_re1")
     card = policy.card
     assert card.goal_encoder.graph == "goal_encoder.onnx" and card.goal_tokenizer.file == "tokenizer.json"
     assert [c.preprocessing.width for c in card.cameras] == [384, 384] and card.cache.max_context == 1000
@@ -233,11 +273,11 @@ def test_missing_downloads_say_how_to_get_them(upstream, tmp_path):
         import_flare(tmp_path / "x.pt", tmp_path / "run", tmp_path / "nowhere", upstream["root"] / "t5")
 
 
-def test_imported_model_runs_the_ros_graph_and_replays_from_its_bag(upstream, rl_run, tmp_path):
+def test_imported_model_runs_the_ros_graph_and_replays_from_its_bag(rl_model, tmp_path):
     """Plumbing, not success (random weights, gridhouse frames): the imported and exported FLaRe model drives the
     simulated Stretch through the ROS 2 graph (two goals, each its own episode), and bag replay re-derives the
     recorded decisions from the recorded frames."""
-    model_dir = export_policy(upstream["root"] / "rl", tmp_path / "model")
+    model_dir = rl_model
     overrides = {"flare_policy": {"step_limit": 5}}  # ~0.3 s a decision on this CPU: short episodes
     graph = Graph("stretch", model=str(model_dir), overrides=overrides, log_dir=tmp_path / "logs",
                   record=str(tmp_path / "bag")).start()  # fmt: skip
@@ -260,10 +300,10 @@ def test_imported_model_runs_the_ros_graph_and_replays_from_its_bag(upstream, rl
     assert summary["decisions"] == sum(len(o.actions) for o in outcomes) and summary["agreement"] == 1.0
 
 
-def test_int8_weights_keep_the_logits_close(upstream, rl_run, tmp_path):
+def test_int8_weights_keep_the_logits_close(upstream, rl_model, tmp_path):
     """`export --weights int8` (DINOv2's weights dynamically quantized): the logits stay within
     the tolerance the embedded model's int8 exports are held to (0.1)."""
-    fp32 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "fp32"))
+    fp32 = OnnxPolicy(rl_model)
     int8 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "int8", weights="int8"))
     assert int8.card.weights == "int8"
     frames, prev, holding = episode(4)

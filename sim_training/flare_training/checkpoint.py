@@ -24,6 +24,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(path: str | Path, model: ActorCritic, adapter: ObservationAdapter, **state: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(model, ActorCritic):  # FLaRe's family, as the trainer drives it
+        from flare_training.flare_import import save_flare_checkpoint
+
+        return save_flare_checkpoint(path, model.net, adapter.tokenizer, **state)
     payload = {
         "model_config": asdict(model.config),
         "cameras": [{"name": c.name, "preprocessing": c.preprocessing.to_dict()} for c in adapter.cameras],
@@ -50,10 +54,15 @@ def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
 def load_checkpoint(
     path: str | Path, **config_overrides: Any
 ) -> tuple[ActorCritic, ObservationAdapter, dict[str, Any]]:
-    """Rebuild model and adapter; `config_overrides` change architecture switches (e.g. shared_critic)."""
+    """Rebuild model and adapter; `config_overrides` change architecture switches (e.g. shared_critic). A FLaRe-
+    family checkpoint comes back as `FlareTrainable`, which the trainer and evaluation drive alike."""
     path, payload = read_checkpoint(path)
     if payload.get("family") == "flare":
-        raise ValueError(f"{path}: a FLaRe-family checkpoint; this command takes the embedded model's only")
+        from flare_training.flare_import import load_flare_run
+
+        if config_overrides.get("shared_critic"):
+            raise ValueError(f"{path}: FLaRe's family has a separate critic network; --shared-critic does not apply")
+        return (*load_flare_run(payload), payload)
     stored = {"fusion": "pooled", **payload["model_config"]}  # checkpoints from before `fusion` existed
     config = ModelConfig(**{**stored, **config_overrides})
     cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -33,7 +32,6 @@ from flare_training.flare_import import TOKENIZER_FILE, load_flare_checkpoint
 from flare_training.flare_model import FRAME, FlareActorCritic
 
 GOAL_ENCODER_FILE = "goal_encoder.onnx"
-MAX_GOAL_TOKENS = 64  # T5 reads any length; a goal longer than this is refused on the robot, not cut silently
 # FLaRe was trained on the Stretch in AI2-THOR: every Stretch action; the navigation-only and LoCoBot
 # embodiments mask the rest at the logits, as FLaRe runs on robots.
 EMBODIMENTS = ("stretch_re1", "stretch_nav", "locobot")
@@ -100,10 +98,10 @@ def export_flare_policy(
     """Write goal_encoder.onnx, policy.onnx, tokenizer.json and model.json into out_dir; returns out_dir."""
     if cache_dtype != "float32":
         raise ValueError("an int8 cache needs calibration episodes, which the FLaRe family has not got here yet")
-    model = load_flare_checkpoint(payload).eval()
+    model = load_flare_checkpoint(payload).eval()  # goals longer than the card's max_tokens are refused
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint.parent / TOKENIZER_FILE, out / TOKENIZER_FILE)
+    (out / TOKENIZER_FILE).write_text(payload["tokenizer"]["json"])
     goal = GoalEncoderGraph(model).eval()
     export_graph(goal, (torch.ones(1, 5, dtype=torch.long),), out / GOAL_ENCODER_FILE, ["input_ids"], ["goal_features"],
                  goal_axis=("input_ids", "goal_features"))  # fmt: skip
@@ -119,7 +117,7 @@ def export_flare_policy(
         action_names=ACTION_NAMES,
         embodiments=EMBODIMENTS,
         cameras=tuple(CameraSpec(n, camera) for n in c.cameras),
-        goal_tokenizer=GoalTokenizerSpec("tokenizers", (), MAX_GOAL_TOKENS, TOKENIZER_FILE),
+        goal_tokenizer=GoalTokenizerSpec("tokenizers", (), payload["tokenizer"]["max_tokens"], TOKENIZER_FILE),
         cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout, cache_dtype),
         opset=OPSET,
         provenance=_flare_provenance(checkpoint, payload),

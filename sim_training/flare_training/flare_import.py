@@ -19,16 +19,19 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import shutil
 import zipfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from flare_core.preprocessing import spoc_camera
+from flare_core.goal_tokenizer import SubwordGoalTokenizer
+from flare_core.model_card import CameraSpec
+from flare_core.preprocessing import PreprocessConfig, spoc_camera
 from flare_training.checkpoint import CHECKPOINT_NAME
+from flare_training.flare_adapter import FlareTrainable
 from flare_training.flare_model import FlareActorCritic, FlareConfig
+from flare_training.inputs import ObservationAdapter
 
 TOKENIZER_FILE = "tokenizer.json"
 _LISTED = 12  # keys named per kind of difference; the rest are counted
@@ -117,8 +120,8 @@ def _check(state: dict, expected: dict, path: Path, kind: str) -> None:
 
 
 def import_flare(checkpoint: str | Path, out: str | Path, dinov2: str | Path, t5: str | Path) -> Path:
-    """Check `checkpoint` against FLaRe's architecture, then write out/checkpoint.pt (with DINOv2's weights, so
-    the run directory stands alone) and out/tokenizer.json; returns the checkpoint path."""
+    """Check `checkpoint` against FLaRe's architecture, then write out/checkpoint.pt (with DINOv2's weights and
+    T5's tokenizer, so the run stands alone); returns the checkpoint path."""
     checkpoint, out, t5 = Path(checkpoint), Path(out), Path(t5)
     tokenizer = t5 / TOKENIZER_FILE
     for directory, repo in ((Path(dinov2), "facebook/dinov2-small"), (t5, "google-t5/t5-small")):
@@ -134,19 +137,21 @@ def import_flare(checkpoint: str | Path, out: str | Path, dinov2: str | Path, t5
     state, fmt, env_steps = upstream_state(payload, checkpoint, model)
     model.load_state_dict({**state, **{k: v for k, v in model.state_dict().items() if k.startswith("dinov2.")}})
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(tokenizer, out / TOKENIZER_FILE)
     source = {"path": str(checkpoint), "format": fmt, "sha256": _sha256(checkpoint), "total_steps": env_steps}
-    return save_flare_checkpoint(out / CHECKPOINT_NAME, model, kind=f"flare-{fmt}", env_steps=env_steps, source=source)
+    words = SubwordGoalTokenizer.from_file(tokenizer, config.max_goal_tokens)
+    return save_flare_checkpoint(out / CHECKPOINT_NAME, model, words, kind=f"flare-{fmt}", env_steps=env_steps,
+                                 source=source)  # fmt: skip
 
 
-def save_flare_checkpoint(path: Path, model: FlareActorCritic, **state) -> Path:
+def save_flare_checkpoint(path: Path, model: FlareActorCritic, tokenizer: SubwordGoalTokenizer, **state) -> Path:
+    """The FLaRe family's checkpoint: configs, weights (DINOv2's included) and T5's tokenizer, all in one file."""
     payload = {
         "family": "flare",
         "flare_config": asdict(replace(model.config, dinov2_path="", t5_path="")),
         "dinov2_config": model.dinov2.backbone.config.to_dict(),
         "t5_config": model.visual_encoder.text_encoder.config.to_dict(),
         "cameras": [{"name": c, "preprocessing": spoc_camera().to_dict()} for c in model.config.cameras],
-        "tokenizer": {"type": "t5", "file": TOKENIZER_FILE},
+        "tokenizer": {"type": "t5", "json": tokenizer.tokenizer.to_str(), "max_tokens": tokenizer.max_tokens},
         "model": model.state_dict(),
         **state,
     }
@@ -154,6 +159,13 @@ def save_flare_checkpoint(path: Path, model: FlareActorCritic, **state) -> Path:
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def load_flare_run(payload: dict) -> tuple[FlareTrainable, ObservationAdapter]:
+    """The model as the trainer and evaluation drive it, and the inputs it reads (SPOC's cameras, T5's ids)."""
+    tokenizer = SubwordGoalTokenizer.from_json(payload["tokenizer"]["json"], payload["tokenizer"]["max_tokens"])
+    cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])
+    return FlareTrainable(load_flare_checkpoint(payload), tokenizer.pad_id), ObservationAdapter(tokenizer, cameras)
 
 
 def load_flare_checkpoint(payload: dict) -> FlareActorCritic:

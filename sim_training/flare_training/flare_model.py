@@ -42,6 +42,7 @@ class FlareConfig:
     fusion_layers: int = 3
     fusion_heads: int = 8
     max_context: int = 1000  # FLaRe's max_steps: the cache and time encoding cover a whole evaluation episode
+    max_goal_tokens: int = 32  # goal ids per row when training batches them (padding masked; robots: unpadded)
     dinov2_path: str = ""  # a Hugging Face DINOv2-S/14 directory (facebook/dinov2-small)
     t5_path: str = ""  # a Hugging Face T5 directory (t5-small): its config and tokenizer.json
     cameras: tuple[str, ...] = ("nav", "manip")
@@ -109,6 +110,14 @@ class DinoFeatures(nn.Module):
         patches = self.backbone(pixel_values=images[..., 3:-3]).last_hidden_state[:, 1:]  # [N, 432, 384], normed
         return (self.pool @ patches).transpose(1, 2).reshape(-1, self.dim, *POOL)
 
+    def cameras(self, frames: dict[str, torch.Tensor], cameras: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """frames[camera] [..., 3, 224, 384] -> [..., 384, 7, 12] each, all cameras in one batch (larger matrix
+        products, fewer calls); no gradient (frozen)."""
+        lead = frames[cameras[0]].shape[:-3]
+        with torch.no_grad():
+            features = self(torch.cat([frames[c].reshape(-1, 3, *FRAME) for c in cameras])).chunk(len(cameras))
+        return {c: f.reshape(*lead, -1, *POOL) for c, f in zip(cameras, features, strict=True)}
+
 
 class PositionalEncoder(nn.Module):
     """Sinusoidal encoding of the step index: sin on even features, cos on odd (upstream's `div_term` buffer)."""
@@ -134,12 +143,14 @@ class FusionLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.heads, self.dropout = heads, dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [N, S, d]; mask [N, 1, 1, S], True where a token may be attended (None: all)."""
         n, d = x.shape[0], x.shape[2]
         p = self.dropout if self.training else 0.0
         qkv = F.linear(x, self.self_attn.in_proj_weight, self.self_attn.in_proj_bias)
         q, k, v = (t.reshape(n, -1, self.heads, d // self.heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p).transpose(1, 2).reshape(n, -1, d)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        attended = attended.transpose(1, 2).reshape(n, -1, d)
         x = self.norm1(x + F.dropout(self.self_attn.out_proj(attended), p, self.training))
         hidden = F.dropout(F.relu(self.linear1(x)), p, self.training)
         return self.norm2(x + F.dropout(self.linear2(hidden), p, self.training))
@@ -152,9 +163,9 @@ class FusionTransformer(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(FusionLayer(d, heads) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, mask)
         return x
 
 
@@ -185,8 +196,13 @@ class FusionEncoder(nn.Module):
             hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.text_adapter(hidden)
 
-    def forward(self, features: dict[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
-        """features[camera] [N, 384, 7, 12]; goal [N, L, d] (`encode_goal`) -> fused [N, d]."""
+    def forward(
+        self, features: dict[str, torch.Tensor], goal: torch.Tensor, goal_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """features[camera] [N, 384, 7, 12]; goal [N, L, d] (`encode_goal`) -> fused [N, d]. `goal_mask` [N, L]
+        (True for real tokens) keeps padding out of attention, so each row fuses as its goal alone would: a
+        batch of goals of different lengths gives what the robot computes for each (upstream attends the
+        padding of its batches)."""
         n = goal.shape[0]
         tokens = [self.fusion_token.expand(n, 1, -1)]
         for camera in self.cameras:
@@ -195,7 +211,12 @@ class FusionEncoder(nn.Module):
                 self.visual_adapter(compressed) + getattr(self, f"visual_sensor_token_{CAMERA_SENSORS[camera]}")
             )
         tokens.append(goal)
-        return self.fusion_xformer(torch.cat(tokens, dim=1))[:, 0]
+        x = torch.cat(tokens, dim=1)
+        mask = None
+        if goal_mask is not None:
+            visible = torch.ones(n, x.shape[1] - goal.shape[1], dtype=torch.bool, device=x.device)
+            mask = torch.cat([visible, goal_mask], dim=1)[:, None, None, :]
+        return self.fusion_xformer(x, mask)[:, 0]
 
 
 class ActorHead(nn.Module):
@@ -233,26 +254,30 @@ class FlareNetwork(nn.Module):
         self.actor = ActorHead(d)
         self.critic = CriticHead(d)
 
-    def tokens(self, features, goal, prev_action, holding, step) -> torch.Tensor:
+    def tokens(self, features, goal, prev_action, holding, step, goal_mask=None) -> torch.Tensor:
         """Per-step inputs with leading dims [B, T] (features[camera] [B, T, 384, 7, 12], goal [B, T, L, d] or
-        [B, L, d] for the whole row) -> step tokens [B, T, d]."""
+        [B, L, d] for the whole row, goal_mask [B, T, L] or [B, L]) -> step tokens [B, T, d]."""
         b, t = step.shape
         flat = {c: f.reshape(b * t, *f.shape[2:]) for c, f in features.items()}
         goal = goal if goal.dim() == 4 else goal[:, None].expand(b, t, *goal.shape[1:])
-        fused = self.visual_encoder(flat, goal.reshape(b * t, *goal.shape[2:])).reshape(b, t, -1)
+        if goal_mask is not None:
+            goal_mask = goal_mask if goal_mask.dim() == 3 else goal_mask[:, None].expand(b, t, -1)
+            goal_mask = goal_mask.reshape(b * t, -1)
+        fused = self.visual_encoder(flat, goal.reshape(b * t, *goal.shape[2:]), goal_mask).reshape(b, t, -1)
         return (
             fused + self.last_actions_embed(prev_action) + self.object_in_hand_embed(holding) + self.time_encoder(step)
         )
 
     def sequence(self, batch: dict, keep_kv: list | None = None) -> torch.Tensor:
         """Decoder outputs [B, T, d] for whole sequences, each step attending to its own episode's past."""
-        x = self.tokens(batch["features"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"])
+        x = self.tokens(batch["features"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"],
+                        batch.get("goal_mask"))  # fmt: skip
         return self.decoder(x, SequenceAttention(batch["episode"], keep_kv))
 
-    def step(self, features: dict, goal: torch.Tensor, prev_action, holding, cache: KVCache) -> torch.Tensor:
+    def step(self, features: dict, goal, prev_action, holding, cache: KVCache, goal_mask=None) -> torch.Tensor:
         """One step per row (inputs [B, ...], no time axis; goal [B, L, d]) against `cache` -> [B, d]."""
         features = {c: f[:, None] for c, f in features.items()}
-        x = self.tokens(features, goal, prev_action[:, None], holding[:, None], cache.step[:, None])
+        x = self.tokens(features, goal, prev_action[:, None], holding[:, None], cache.step[:, None], goal_mask)
         h = self.decoder(x, CachedStepAttention(cache))
         cache.advance()
         return h[:, 0]
@@ -271,12 +296,7 @@ class FlareActorCritic(FlareNetwork):
 
     def features(self, frames: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """frames[camera] [..., 3, 224, 384] -> DINOv2 features [..., 384, 7, 12] (frozen: no gradient)."""
-        cameras = self.config.cameras
-        lead = frames[cameras[0]].shape[:-3]
-        with torch.no_grad():  # all cameras in one batch: larger matrix products, fewer calls
-            images = torch.cat([frames[c].reshape(-1, 3, *FRAME) for c in cameras])
-            features = self.dinov2(images).chunk(len(cameras))
-        return {c: f.reshape(*lead, -1, *POOL) for c, f in zip(cameras, features, strict=True)}
+        return self.dinov2.cameras(frames, self.config.cameras)
 
     def encode_goals(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 ids [B, L] -> the actor's and the critic's goal tokens [B, L, d]."""

@@ -73,19 +73,30 @@ class GoalTokenizer:
 
 
 class SubwordGoalTokenizer:
-    """A Hugging Face `tokenizers` file (T5's tokenizer.json for FLaRe): the same ids as the training-side
+    """A Hugging Face `tokenizers` tokenizer (T5's tokenizer.json for FLaRe): the same ids as the training-side
     AutoTokenizer, end-of-sequence token included, unpadded; at most `max_tokens` are read."""
 
-    def __init__(self, path: str | Path, max_tokens: int) -> None:
+    def __init__(self, tokenizer, max_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        vocab = tokenizer.get_vocab()
+        self.unknown_id = vocab.get("<unk>", -1)
+        self.pad_id = vocab.get("<pad>", 0)
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_tokens: int) -> SubwordGoalTokenizer:
         from tokenizers import Tokenizer  # lazily: only models with a goal encoder need it
 
         try:
-            self.tokenizer = Tokenizer.from_file(str(path))
+            return cls(Tokenizer.from_file(str(path)), max_tokens)
         except Exception as err:  # tokenizers raises its own exception type for unreadable files
             raise ValueError(f"{path}: not a Hugging Face tokenizer file ({err}); re-export the model") from None
-        self.max_tokens = max_tokens
-        vocab = self.tokenizer.get_vocab()
-        self.unknown_id = vocab.get("<unk>", -1)
+
+    @classmethod
+    def from_json(cls, text: str, max_tokens: int) -> SubwordGoalTokenizer:
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(text), max_tokens)
 
     def problems(self, text: str) -> str:
         """Why the model would misread `text`: pieces the tokenizer cannot map (<unk>), or more tokens than read."""
@@ -102,6 +113,14 @@ class SubwordGoalTokenizer:
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self.tokenizer.encode(text).ids[: self.max_tokens], dtype=np.int64)
 
+    def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """[B, max_tokens] ids, padded with the pad id (training batches; the padding is masked)."""
+        out = np.full((len(texts), self.max_tokens), self.pad_id, dtype=np.int64)
+        for row, text in zip(out, texts, strict=True):
+            ids = self.encode(text)
+            row[: len(ids)] = ids
+        return out
+
 
 def load_goal_tokenizer(spec: GoalTokenizerSpec, model_dir: str | Path) -> GoalTokenizer | SubwordGoalTokenizer:
     """The tokenizer a model card names, read from its model directory where it is a file."""
@@ -109,5 +128,5 @@ def load_goal_tokenizer(spec: GoalTokenizerSpec, model_dir: str | Path) -> GoalT
         path = Path(model_dir) / spec.file
         if not path.is_file():
             raise FileNotFoundError(f"{path}: the model card's goal tokenizer file is missing; re-export the model")
-        return SubwordGoalTokenizer(path, spec.max_tokens)
+        return SubwordGoalTokenizer.from_file(path, spec.max_tokens)
     return GoalTokenizer.from_spec(spec)
