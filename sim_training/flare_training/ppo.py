@@ -39,7 +39,7 @@ _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 @dataclass
 class PPOConfig:
     out: str = "runs/ppo"
-    init: str = ""  # BC checkpoint to fine-tune; empty = RL from scratch (random policy)
+    init: str = ""  # BC checkpoint or imported FLaRe run to fine-tune; empty = RL from scratch (random policy)
     visual_from: str = ""  # from scratch: checkpoint whose frozen visual encoder and inputs to use
     total_env_steps: int = 1_000_000
     num_envs: int = 32  # split over the env lanes; 32 amortises per-step overheads best on 2 cores (measured)
@@ -77,6 +77,8 @@ def build_model(config: PPOConfig) -> tuple[ActorCritic, object, dict]:
     if not source:
         raise ValueError("give --init (a BC checkpoint to fine-tune) or --visual-from (for RL from scratch)")
     model, adapter, payload = load_checkpoint(source, shared_critic=config.shared_critic)
+    if not config.init and not isinstance(model, ActorCritic):
+        raise ValueError(f"{source}: RL from scratch takes the embedded model's encoder; --init an imported FLaRe run")
     if not config.init:
         torch.manual_seed(config.seed)
         fresh = ActorCritic(model.config, adapter.camera_shapes, adapter.tokenizer.vocab)
