@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from flare_training.flare_model import POOL, FlareActorCritic, FlareNetwork
+from flare_training.model import prime_cache
 
 
 class FlareVisual(nn.Module):
@@ -70,13 +71,7 @@ class FlareSide:
         return {self.name: self.head(FlareNetwork.sequence(self.network, self._batch(batch), keep_kv))}
 
     def prime(self, batch: dict, lengths: torch.Tensor, cache) -> None:
-        """Seed `cache` with each row's episode so far (rows left-aligned at their first step)."""
-        kv: list = []
-        if batch["step"].shape[1]:
-            self.sequence(batch, keep_kv=kv)
-            cache.load(kv, lengths)
-        else:
-            cache.reset(torch.arange(len(lengths)))
+        prime_cache(self, batch, lengths, cache)
 
     def step(self, inputs: dict, cache) -> dict[str, torch.Tensor]:
         goal, mask = self.goal(inputs["goal"])

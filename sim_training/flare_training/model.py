@@ -437,6 +437,17 @@ class KVCache:
         self.length += 1
 
 
+def prime_cache(network, batch: dict[str, torch.Tensor], lengths: torch.Tensor, cache: KVCache) -> None:
+    """Seed `cache` with each row's episode so far (batch rows left-aligned at their first step), from the keys
+    and values of the network's sequence pass (`network.sequence(batch, keep_kv=...)`)."""
+    kv: list = []
+    if batch["step"].shape[1]:
+        network.sequence(batch, keep_kv=kv)
+        cache.load(kv, lengths)
+    else:
+        cache.reset(torch.arange(len(lengths)))
+
+
 class PolicyNetwork(nn.Module):
     """Goal/step fusion + decoder + head(s) over shared (frozen or trained) visual features."""
 
@@ -461,13 +472,7 @@ class PolicyNetwork(nn.Module):
         return self._heads(self.decoder(x, SequenceAttention(batch["episode"], keep_kv)))
 
     def prime(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor, cache: KVCache) -> None:
-        """Seed `cache` with each row's episode so far (batch rows left-aligned at their first step)."""
-        kv: list = []
-        if batch["step"].shape[1]:
-            self.sequence(batch, keep_kv=kv)
-            cache.load(kv, lengths)
-        else:
-            cache.reset(torch.arange(len(lengths)))
+        prime_cache(self, batch, lengths, cache)
 
     def step(self, inputs: dict[str, torch.Tensor], cache: KVCache) -> dict[str, torch.Tensor]:
         """inputs: [B, ...] for one step (no time axis)."""
