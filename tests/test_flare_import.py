@@ -261,6 +261,11 @@ def test_a_truncated_file_and_a_foreign_dict_are_refused(upstream):
     torch.save(rl_checkpoint(upstream["actor"], upstream["critic"]), root / "whole.pt")
     data = (root / "whole.pt").read_bytes()
     assert "truncated or corrupt" in refusal(upstream, data[: len(data) // 3], "truncated")
+    args = ["import", str(root / "truncated.pt"), "--out", str(root / "cli"), "--dinov2", str(root / "dinov2"),
+            "--t5", str(root / "t5")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_code:
+        main(args)  # the command line says it in one line on stderr, exit 2, no traceback
+    assert exit_code.value.code == 2 and not (root / "cli").exists()
     assert "neither a Lightning checkpoint" in refusal(upstream, {"weights": {}}, "foreign")
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import json
 import re
+import sys
 import typing
 from pathlib import Path
 
@@ -143,9 +144,13 @@ def main(argv: list[str] | None = None) -> None:
         out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights, args.cache_dtype)
         print(f"exported {out} (cache {args.cache_layout}, {args.cache_dtype}; {args.weights} weights)")
     elif args.command == "import":
-        from flare_training.flare_import import import_flare
+        from flare_training.flare_import import CheckpointMismatch, import_flare
 
-        path = import_flare(args.checkpoint, args.out, args.dinov2, args.t5)
+        try:
+            path = import_flare(args.checkpoint, args.out, args.dinov2, args.t5)
+        except (CheckpointMismatch, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
         print(f"imported {args.checkpoint} -> {path}; export it with `python -m flare_training export {args.out} DIR`")
     else:
         from flare_training.report import write_report
