@@ -108,7 +108,7 @@ class DinoFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         patches = self.backbone(pixel_values=images[..., 3:-3]).last_hidden_state[:, 1:]  # [N, 432, 384], normed
-        return (self.pool @ patches).transpose(1, 2).reshape(-1, self.dim, *POOL)
+        return (patches.transpose(1, 2) @ self.pool.T).reshape(-1, self.dim, *POOL)  # one plain matrix product
 
     def cameras(self, frames: dict[str, torch.Tensor], cameras: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """frames[camera] [..., 3, 224, 384] -> [..., 384, 7, 12] each, all cameras in one batch (larger matrix
