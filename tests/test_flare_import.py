@@ -305,12 +305,12 @@ def test_imported_model_runs_the_ros_graph_and_replays_from_its_bag(rl_model, tm
     assert summary["decisions"] == sum(len(o.actions) for o in outcomes) and summary["agreement"] == 1.0
 
 
-def test_int8_weights_keep_the_logits_close(upstream, rl_model, tmp_path):
-    """`export --weights int8` (DINOv2's weights dynamically quantized): the logits stay within
-    the tolerance the embedded model's int8 exports are held to (0.1)."""
+def test_int8_weights_and_the_in_place_cache_keep_the_logits_close(upstream, rl_model, tmp_path):
+    """`export --weights int8 --cache-layout shared` (DINOv2's weights dynamically quantized, the cache written in
+    place): the logits stay within the tolerance the embedded model's int8 exports are held to (0.1)."""
     fp32 = OnnxPolicy(rl_model)
-    int8 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "int8", weights="int8"))
-    assert int8.card.weights == "int8"
+    int8 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "int8", weights="int8", cache_layout="shared"))
+    assert int8.card.weights == "int8" and int8.card.cache.layout == "shared"
     frames, prev, holding = episode(4)
     for policy in (fp32, int8):
         policy.reset(GOAL)
