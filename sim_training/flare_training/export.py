@@ -221,7 +221,7 @@ def export_graph(
     return path
 
 
-def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = ()) -> Path:
+def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = (), op_types: tuple[str, ...] = ()) -> Path:
     """int8 weights, activations quantized on the fly (ONNX Runtime dynamic quantization, per channel): about a
     quarter of the bytes to stream per step, which is what a batch-1 decoder step on a CPU waits for.
 
@@ -229,7 +229,8 @@ def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = ()) -> Path:
     Runtime multiplies uint8 x int8 with an instruction whose 16-bit sums saturate; with full-range weights the
     demo model then chose another action on 10 of 56 steps (logits off by 0.64), with 7 bits on 2 (0.022).
     The model must be portable to whatever CPU the robot has, so the safe range is the only one.
-    `node_prefixes`: quantize only the nodes whose names start with one of them (the rest stays float32)."""
+    `node_prefixes`: quantize only the nodes whose names start with one of them, `op_types` only these
+    operators (the rest stays float32)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     nodes = None
@@ -238,7 +239,7 @@ def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = ()) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_dynamic(path, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         nodes_to_quantize=nodes)  # fmt: skip
+                         nodes_to_quantize=nodes, op_types_to_quantize=list(op_types) or None)  # fmt: skip
     return path
 
 

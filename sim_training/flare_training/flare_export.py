@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from flare_core.actions import ACTION_NAMES
@@ -65,10 +67,58 @@ class FlareOnnxStep(nn.Module):
 
 
 def quantize_dinov2(path: Path) -> Path:
-    """int8 weights for DINOv2 only, where the step's time goes (~85 % of it). Quantizing the fusion and the
-    decoder as well moved the test model's logits by up to 0.30 (DINOv2 alone: 0.04) and saved no measurable
-    time (tests/test_flare_import.py, benchmarks/policy_latency.py)."""
-    return quantize_weights(path, node_prefixes=("/dinov2/",))
+    """int8 weights for DINOv2's matrix products only, where the step's time goes (~85 % of it). Quantizing the
+    fusion as well moved the test model's logits by up to 0.30 (DINOv2 alone: 0.04) for 5-10 ms; the patch
+    embedding's convolution is faster in float32 than as ONNX Runtime's ConvInteger."""
+    return quantize_weights(path, node_prefixes=("/dinov2/",), op_types=("MatMul",))
+
+
+class _MultiHeadAttention(torch.autograd.Function):
+    """Softmax attention over [B, S, heads * head_dim] queries, keys and values, exported as ONNX Runtime's
+    fused MultiHeadAttention (com.microsoft) instead of ~10 reshapes, transposes and products per layer."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, heads: int):
+        def split(t):
+            return t.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+        return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).flatten(2)
+
+    @staticmethod
+    def symbolic(g, q, k, v, heads: int):
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=heads)
+        out.setType(q.type())  # the exporter cannot infer a contrib op's shapes
+        return out
+
+
+def _fused_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """A transformers attention function (queries etc. [B, heads, S, head_dim] -> [B, S, heads, head_dim]) for
+    DINOv2's unmasked self-attention with the default 1/sqrt(head_dim) scale."""
+    heads = module.num_attention_heads
+    merged = [t.transpose(1, 2).flatten(2) for t in (query, key, value)]
+    return _MultiHeadAttention.apply(*merged, heads).unflatten(-1, (heads, -1)), None
+
+
+@contextlib.contextmanager
+def fused_dinov2_attention(backbone: nn.Module):
+    """DINOv2's attention through `_fused_attention` while exporting (torch gives the same numbers)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("flare_onnx_mha", _fused_attention)
+    before = backbone.config._attn_implementation
+    backbone.config._attn_implementation = "flare_onnx_mha"
+    try:
+        yield
+    finally:
+        backbone.config._attn_implementation = before
+
+
+def export_step(model: FlareActorCritic, path: Path, cache_layout: str = "concat") -> Path:
+    """policy.onnx: one step of the actor, DINOv2's attention as ONNX Runtime's fused MultiHeadAttention."""
+    inputs, outputs = step_io_names(model.config.cameras, model.config.layers)
+    with fused_dinov2_attention(model.dinov2.backbone):
+        return export_graph(FlareOnnxStep(model, cache_layout).eval(), step_example(model, cache_layout), path,
+                            inputs, outputs, cache_layout, goal_axis=("goal_features",))  # fmt: skip
 
 
 def step_io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str]]:
@@ -105,9 +155,7 @@ def export_flare_policy(
     goal = GoalEncoderGraph(model).eval()
     export_graph(goal, (torch.ones(1, 5, dtype=torch.long),), out / GOAL_ENCODER_FILE, ["input_ids"], ["goal_features"],
                  goal_axis=("input_ids", "goal_features"))  # fmt: skip
-    inputs, outputs = step_io_names(model.config.cameras, model.config.layers)
-    export_graph(FlareOnnxStep(model, cache_layout).eval(), step_example(model, cache_layout), out / POLICY_FILE,
-                 inputs, outputs, cache_layout, goal_axis=("goal_features",))  # fmt: skip
+    export_step(model, out / POLICY_FILE, cache_layout)
     if weights == "int8":
         quantize_dinov2(out / POLICY_FILE)
     c = model.config
