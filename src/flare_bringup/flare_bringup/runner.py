@@ -80,9 +80,12 @@ class EpisodeRunner:
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=0.02)
 
-    def wait_ready(self, timeout: float = 60.0, recorders: int = 0) -> None:
+    def wait_ready(self, timeout: float = 60.0, recorders: int = 0, settle_s: float = 1.0) -> None:
         """Until the policy reports and every node listens on the topics it needs: ROS discovery takes a moment
-        per topic, and a message sent before its subscriber is matched is lost (a recorder would miss it)."""
+        per topic, and a message sent before its subscriber is matched is lost (a recorder would miss it). This
+        node sees a subscription before every other publisher has matched it (discovery is pairwise), so it
+        waits `settle_s` more once it sees them all: on a loaded machine a recorder otherwise missed the
+        simulated camera's first frames."""
         self.spin_until(lambda: self.statuses, timeout, f"the policy node's status on {protocol.POLICY_STATUS}")
         needed = {  # topic -> subscribers besides the recorders (this runner's own are counted too)
             protocol.GOAL: 1,
@@ -103,6 +106,7 @@ class EpisodeRunner:
         except GraphError:
             missing = ", ".join(unmatched())
             raise GraphError(f"timed out after {timeout:.0f} s waiting for subscribers on {missing}") from None
+        self.spin_for(settle_s)
 
     # -- commands --------------------------------------------------------------------------------------
     def start_task(self, family: str, house: int, timeout: float = 20.0) -> dict:
