@@ -9,6 +9,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from flare_reference import il_checkpoint, official_state_dict, reference_forward, rl_checkpoint
@@ -125,6 +126,30 @@ def test_rl_checkpoint_imports_and_matches_the_reference(upstream, rl_run):
     assert ref_logits.std() > 0.05  # the comparison means something: logits vary over actions and steps
 
 
+def test_batched_goals_of_different_lengths_fuse_as_each_alone(upstream, rl_run):
+    """The trainer pads goal ids to a fixed width; the padding is masked out of the fusion, so each row decides as
+    the robot does with that goal unpadded."""
+    from flare_training.flare_adapter import FlareTrainable
+
+    model, _ = rl_run
+    trainable = FlareTrainable(model)
+    tokenizer = Tokenizer.from_file(str(upstream["root"] / "t5" / "tokenizer.json"))
+    goals = [tokenizer.encode(g).ids for g in (GOAL, "go to the blue chair in the kitchen")]
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    for row, g in zip(ids, goals, strict=True):
+        row[: len(g)] = torch.tensor(g)
+    visual = torch.randn(2, trainable.visual.out_dim)
+    inputs = {"visual": visual, "goal": ids, "prev_action": torch.tensor([20, 3]), "holding": torch.tensor([0, 1])}
+    with torch.no_grad():
+        batched = trainable.actor.step(inputs, model.new_cache(2))["logits"]
+        for i, g in enumerate(goals):
+            features = trainable.visual.split(visual[i : i + 1])
+            goal = model.visual_encoder.encode_goal(torch.tensor([g]))
+            alone = model.actor(model.step(features, goal, inputs["prev_action"][i : i + 1],
+                                           inputs["holding"][i : i + 1], model.new_cache(1)))  # fmt: skip
+            assert (batched[i] - alone[0]).abs().max() < 1e-4
+
+
 @pytest.fixture(scope="module")
 def rl_model(upstream, rl_run):
     """The RL import exported: goal_encoder.onnx, policy.onnx, tokenizer.json, model.json."""
@@ -164,7 +189,7 @@ def test_il_checkpoint_imports_with_a_fresh_critic_copied_from_the_actor(upstrea
     state = model.state_dict()
     assert torch.equal(state["critic_tsfm.decoder.output.weight"], upstream["actor"]["decoder.output.weight"])
     assert torch.equal(state["critic.fc.bias"], torch.zeros(1))
-    assert not torch.equal(state["critic.fc.weight"], upstream["actor"]["critic.fc.weight"])
+    assert abs(float(state["critic.fc.weight"].norm()) - 1.0) < 1e-5  # orthogonal init of a 1 x 512 row
 
 
 def test_the_il_import_fine_tunes_with_ppo_and_exports(upstream, il_run, tmp_path):
@@ -276,6 +301,14 @@ def test_missing_downloads_say_how_to_get_them(upstream, tmp_path):
         import_flare(tmp_path / "x.pt", tmp_path / "run", upstream["root"] / "dinov2", tmp_path / "t5")
     with pytest.raises(FileNotFoundError, match="hf download facebook/dinov2-small"):
         import_flare(tmp_path / "x.pt", tmp_path / "run", tmp_path / "nowhere", upstream["root"] / "t5")
+    base = tmp_path / "dinov2-base"  # another DINOv2 size: refused before anything is built
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"hidden_size": 768, "patch_size": 14}))
+    with pytest.raises(CheckpointMismatch, match="DINOv2-S/14"):
+        import_flare(tmp_path / "x.pt", tmp_path / "run", base, upstream["root"] / "t5")
+    (base / "config.json").write_text(json.dumps({"hidden_size": 384, "patch_size": 14}))  # config, no weights
+    with pytest.raises(FileNotFoundError, match="no DINOv2 weights"):
+        import_flare(tmp_path / "x.pt", tmp_path / "run", base, upstream["root"] / "t5")
 
 
 def test_imported_model_runs_the_ros_graph_and_replays_from_its_bag(rl_model, tmp_path):
@@ -311,6 +344,9 @@ def test_int8_weights_and_the_in_place_cache_keep_the_logits_close(upstream, rl_
     fp32 = OnnxPolicy(rl_model)
     int8 = OnnxPolicy(export_policy(upstream["root"] / "rl", tmp_path / "int8", weights="int8", cache_layout="shared"))
     assert int8.card.weights == "int8" and int8.card.cache.layout == "shared"
+    integer = [n.name for n in onnx.load(tmp_path / "int8" / "policy.onnx").graph.node if "Integer" in n.op_type
+               or n.op_type == "DynamicQuantizeMatMul"]  # fmt: skip
+    assert integer and all(name.startswith("/dinov2/") for name in integer)  # the fusion and decoder stay float
     frames, prev, holding = episode(4)
     for policy in (fp32, int8):
         policy.reset(GOAL)

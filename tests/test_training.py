@@ -288,3 +288,44 @@ def test_cli_help_explains_each_hyper_parameter_from_its_config(capsys):
     assert "FLaRe: no entropy bonus; ablation: 0.01 (default: 0.0)" in text
     assert "Processes stepping the envs, each its own lane of them" in text
     assert "value-only updates before the policy moves; 0 disables (default: 5)" in text
+
+
+OLD_NAMES = (  # today's decoder parameter names -> the names checkpoints had before
+    (".attention_norm.", ".attn_norm."),
+    (".ffn_norm.", ".mlp_norm."),
+    (".attention.wo.", ".attn.out."),
+    (".feed_forward.w1.", ".mlp.gate."),
+    (".feed_forward.w2.", ".mlp.down."),
+    (".feed_forward.w3.", ".mlp.up."),
+)
+
+
+def test_checkpoints_from_before_the_decoder_took_llamas_names_still_load(tmp_path):
+    """Older runs stored `decoder.blocks.i.attn.qkv` (q, k, v stacked), `mlp.gate/up/down` and the step-token
+    parts under `decoder.`: `load_checkpoint` renames them, and the model computes what it computed."""
+    adapter = ObservationAdapter(gridhouse_tokenizer(TINY.max_goal_tokens), gridhouse_cameras())
+    torch.manual_seed(0)
+    model = ActorCritic(ModelConfig(**{**TINY.__dict__, "vocab_size": len(adapter.tokenizer)}), adapter.camera_shapes)
+    old = {}
+    for key, value in model.state_dict().items():
+        net, _, rest = key.partition(".")
+        if rest.startswith("tokens."):
+            old[f"{net}.decoder.{rest.removeprefix('tokens.')}"] = value
+        elif ".attention.wq." in rest:
+            parts = [model.state_dict()[key.replace(".wq.", f".{w}.")] for w in ("wq", "wk", "wv")]
+            old[f"{net}.{rest.replace('layers.', 'blocks.').replace('attention.wq', 'attn.qkv')}"] = torch.cat(parts)
+        elif ".attention.wk." in rest or ".attention.wv." in rest:
+            continue
+        else:
+            for new_name, old_name in OLD_NAMES:
+                rest = rest.replace(new_name, old_name)
+            old[f"{net}.{rest.replace('decoder.layers.', 'decoder.blocks.', 1)}"] = value
+    assert {"actor.decoder.blocks.0.attn.qkv.weight", "actor.decoder.goal.embed.weight"} <= set(old)
+    assert not any(".tokens." in k or ".wq." in k or ".layers." in k for k in old)
+    path = save_checkpoint(tmp_path / "old.pt", model, adapter, kind="bc")
+    payload = torch.load(path, weights_only=False)
+    payload["model"] = old
+    torch.save(payload, path)
+    loaded, _, _ = load_checkpoint(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

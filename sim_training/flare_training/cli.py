@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ev.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     ev.add_argument("--out", default="", help="write JSON results here")
-    exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint")
+    exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint; "
+                         "a FLaRe-family run also gets goal_encoder.onnx + tokenizer.json")  # fmt: skip
     exp.add_argument("checkpoint", help="checkpoint file or run directory")
     exp.add_argument("out", help="model directory to write, e.g. models/gridhouse_demo")
     exp.add_argument("--name", default=None, help="model name in the card (default: the directory name)")
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                      help="int8 (with --cache-layout shared): keys/values in int8, scales calibrated on "
                           "expert episodes")  # fmt: skip
     exp.add_argument("--weights", choices=WEIGHT_TYPES, default="float32",
-                     help="int8: dynamically quantized weights, ~4x fewer bytes per step")  # fmt: skip
+                     help="int8: dynamically quantized weights, ~4x fewer bytes per step (FLaRe family: DINOv2's "
+                          "matrix products only)")  # fmt: skip
     imp = sub.add_parser("import", help="import one of FLaRe's released checkpoints (IL .ckpt or RL .pt) as a run")
     imp.add_argument("checkpoint", help="FLaRe_IL_50000.ckpt or an RL checkpoint (saved as model.ckpt)")
     imp.add_argument("--out", required=True, help="run directory to write, e.g. runs/flare_objectnav")
@@ -141,14 +143,18 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export":
         from flare_training.export import export_policy
 
-        out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights, args.cache_dtype)
+        try:
+            out = export_policy(args.checkpoint, args.out, args.name, args.cache_layout, args.weights, args.cache_dtype)
+        except (OSError, ValueError) as err:  # a missing checkpoint, an option the model family does not take
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
         print(f"exported {out} (cache {args.cache_layout}, {args.cache_dtype}; {args.weights} weights)")
     elif args.command == "import":
         from flare_training.flare_import import CheckpointMismatch, import_flare
 
         try:
             path = import_flare(args.checkpoint, args.out, args.dinov2, args.t5)
-        except (CheckpointMismatch, FileNotFoundError) as err:
+        except (CheckpointMismatch, OSError, ValueError) as err:  # OSError: FileNotFoundError, unreadable files
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         print(f"imported {args.checkpoint} -> {path}; export it with `python -m flare_training export {args.out} DIR`")

@@ -236,6 +236,8 @@ def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = (), op_types: 
     nodes = None
     if node_prefixes:
         nodes = [n.name for n in onnx.load(path).graph.node if n.name.startswith(node_prefixes)]
+        if not nodes:  # ONNX Runtime reads an empty list as "quantize everything"
+            raise ValueError(f"{path}: no node named {' or '.join(node_prefixes)}*; nothing to quantize")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_dynamic(path, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,

@@ -20,6 +20,8 @@ from torch import nn
 from flare_training.flare_model import POOL, FlareActorCritic, FlareNetwork
 from flare_training.model import prime_cache
 
+MAX_REMEMBERED_GOALS = 4096  # T5 states kept per network (~64 KiB each)
+
 
 class FlareVisual(nn.Module):
     """Frames of every camera -> DINOv2 features of all, flattened into one row per step."""
@@ -54,8 +56,10 @@ class FlareSide:
         rows = [tuple(r) for r in flat.tolist()]
         missing = [r for r in dict.fromkeys(rows) if r not in self._t5_states]
         if missing:
+            if len(self._t5_states) + len(missing) > MAX_REMEMBERED_GOALS:
+                self._t5_states.clear()  # free-text goals: bounded memory, at worst T5 runs again
             encoder = self.network.visual_encoder.text_encoder
-            batch = torch.tensor(missing)
+            batch = torch.tensor(missing, device=ids.device)
             with torch.no_grad():
                 states = encoder(input_ids=batch, attention_mask=batch != self.pad_id).last_hidden_state
             self._t5_states.update(zip(missing, states, strict=True))

@@ -52,7 +52,16 @@ def read_payload(path: Path) -> dict:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             payload = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+    # ImportError, AttributeError: the file pickles classes this environment has not got
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        ImportError,
+        AttributeError,
+    ) as err:
         raise CheckpointMismatch(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {err}") from None
     if not isinstance(payload, dict):
         raise CheckpointMismatch(f"{path}: expected a checkpoint dict, found {type(payload).__name__}")
@@ -84,6 +93,20 @@ def upstream_state(payload: dict, path: Path, model: FlareActorCritic) -> tuple[
         f"{path}: neither a Lightning checkpoint ('state_dict') nor an AllenAct one ('model_state_dict'); "
         f"its top-level keys are {sorted(payload)[:_LISTED]}"
     )
+
+
+def _check_dinov2(directory: Path) -> None:
+    """FLaRe runs DINOv2-S/14 (384 wide, 14 px patches); another size or a folder without weights is refused."""
+    import json
+
+    config = json.loads((directory / "config.json").read_text())
+    size = (config.get("hidden_size"), config.get("patch_size"))
+    if size != (384, 14):
+        raise CheckpointMismatch(f"{directory}: DINOv2 with hidden size {size[0]} and patch {size[1]}, FLaRe's is "
+                                 "DINOv2-S/14 (384, 14): download facebook/dinov2-small")  # fmt: skip
+    if not any((directory / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        fetch = f"hf download facebook/dinov2-small --local-dir {directory}"
+        raise FileNotFoundError(f"{directory}: no DINOv2 weights (model.safetensors); `{fetch}`")
 
 
 def _tie_t5_embeddings(state: dict, expected: dict) -> None:
@@ -131,6 +154,7 @@ def import_flare(checkpoint: str | Path, out: str | Path, dinov2: str | Path, t5
     if not tokenizer.is_file():
         fetch = f"hf download google-t5/t5-small tokenizer.json --local-dir {t5}"
         raise FileNotFoundError(f"{tokenizer}: missing; `{fetch}` on a machine with internet")
+    _check_dinov2(Path(dinov2))
     payload = read_payload(checkpoint)
     config = FlareConfig(dinov2_path=str(dinov2), t5_path=str(t5))
     model = FlareActorCritic(config)

@@ -303,7 +303,11 @@ def train_ppo(config: PPOConfig) -> Path:
     if resume:
         if payload.get("kind") != "ppo":
             raise RuntimeError(f"{ckpt_path} is a {payload.get('kind')} checkpoint, not a PPO run to resume")
-        optimizer.load_state_dict(payload["optimizer"])
+        try:
+            optimizer.load_state_dict(payload["optimizer"])
+        except ValueError:  # parameter groups of another shape: a run written before the decoder took LLaMA's names
+            fix = f"continue with a new run from it: --init {ckpt_path} --out NEW_DIR"
+            raise RuntimeError(f"{ckpt_path}: its optimizer state fits an older parameter layout; {fix}") from None
         update, env_steps, evals = payload["update"], payload["env_steps"], payload["evals"]
         torch.set_rng_state(payload["torch_rng"])
         print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
