@@ -44,7 +44,7 @@ from flare_training.export import (
     io_names,
     quantize_weights,
 )
-from flare_training.flare_export import GoalEncoderGraph, export_step, quantize_dinov2, step_io_names
+from flare_training.flare_export import GoalEncoderGraph, export_step, quantize_dinov2
 from flare_training.flare_model import FlareActorCritic, FlareConfig
 from flare_training.model import ActorCritic, CachedStepAttention, KVCache, ModelConfig, SequenceAttention
 
@@ -224,7 +224,7 @@ def torch_flare_step(model: FlareActorCritic, images: dict, goal, prev, holding,
 def flare_step_latencies(model: FlareActorCritic, tmp: Path, repeats: int, t: int = 100) -> dict[str, float]:
     """FLaRe's exported graphs (float32 and int8 weights) vs torch eager, at step t, and the goal encoder."""
     config = model.config
-    inputs, _ = step_io_names(config.cameras, config.layers)
+    inputs, _ = io_names(config.cameras, config.layers, goal="goal_features")
     fp32 = export_step(model, tmp / "flare_step.onnx")  # as `export` writes policy.onnx
     int8 = tmp / "flare_step_int8.onnx"
     int8.write_bytes(fp32.read_bytes())

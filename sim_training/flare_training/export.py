@@ -245,9 +245,10 @@ def quantize_weights(path: Path, node_prefixes: tuple[str, ...] = (), op_types: 
     return path
 
 
-def io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str]]:
+def io_names(cameras: tuple[str, ...], layers: int, goal: str = "goal_tokens") -> tuple[list[str], list[str]]:
+    """The step graph's input and output names; `goal` is "goal_features" for FLaRe's family (encoded goals)."""
     cache = [f"{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
-    inputs = [f"images.{c}" for c in cameras] + ["goal_tokens", "prev_action", "holding", "step"]
+    inputs = [f"images.{c}" for c in cameras] + [goal, "prev_action", "holding", "step"]
     return inputs + [f"past_key_values.{c}" for c in cache], ["logits"] + [f"present.{c}" for c in cache]
 
 

@@ -28,6 +28,7 @@ from flare_training.export import (
     decode,
     export_attention,
     export_graph,
+    io_names,
     quantize_weights,
 )
 from flare_training.flare_import import TOKENIZER_FILE, load_flare_checkpoint
@@ -115,16 +116,10 @@ def fused_dinov2_attention(backbone: nn.Module):
 
 def export_step(model: FlareActorCritic, path: Path, cache_layout: str = "concat") -> Path:
     """policy.onnx: one step of the actor, DINOv2's attention as ONNX Runtime's fused MultiHeadAttention."""
-    inputs, outputs = step_io_names(model.config.cameras, model.config.layers)
+    inputs, outputs = io_names(model.config.cameras, model.config.layers, goal="goal_features")
     with fused_dinov2_attention(model.dinov2.backbone):
         return export_graph(FlareOnnxStep(model, cache_layout).eval(), step_example(model, cache_layout), path,
                             inputs, outputs, cache_layout, goal_axis=("goal_features",))  # fmt: skip
-
-
-def step_io_names(cameras: tuple[str, ...], layers: int) -> tuple[list[str], list[str]]:
-    cache = [f"{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
-    inputs = [f"images.{c}" for c in cameras] + ["goal_features", "prev_action", "holding", "step"]
-    return inputs + [f"past_key_values.{c}" for c in cache], ["logits"] + [f"present.{c}" for c in cache]
 
 
 def step_example(model: FlareActorCritic, cache_layout: str, goal_tokens: int = 5) -> tuple[torch.Tensor, ...]:
