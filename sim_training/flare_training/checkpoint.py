@@ -41,6 +41,11 @@ def save_checkpoint(path: str | Path, model: ActorCritic, adapter: ObservationAd
     return path
 
 
+def camera_specs(payload: dict[str, Any]) -> tuple[CameraSpec, ...]:
+    """The cameras a checkpoint of either family records (name and preprocessing each)."""
+    return tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])
+
+
 def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The checkpoint file of a run directory (or the file itself) and its payload, of either model family."""
     path = Path(path)
@@ -65,7 +70,7 @@ def load_checkpoint(
         return (*load_flare_run(payload), payload)
     stored = {"fusion": "pooled", **payload["model_config"]}  # checkpoints from before `fusion` existed
     config = ModelConfig(**{**stored, **config_overrides})
-    cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])
+    cameras = camera_specs(payload)
     adapter = ObservationAdapter(
         GoalTokenizer(payload["tokenizer"]["vocab"], payload["tokenizer"]["max_tokens"]), cameras
     )

@@ -109,10 +109,6 @@ class FlareTrainable(nn.Module):
     def sequence(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return self.actor.sequence(batch)["logits"], self.critic.sequence(batch)["value"][..., 0]
 
-    def step(self, inputs: dict, actor_cache, critic_cache) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.actor.step(inputs, actor_cache)["logits"]
-        return logits, self.critic.step(inputs, critic_cache)["value"][..., 0]
-
 
 class _ValueHead(nn.Module):
     """The critic's value with a trailing axis of 1, as the embedded model's value head returns it."""

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from flare_core.actions import ACTION_NAMES
-from flare_core.model_card import CacheSpec, CameraSpec, GoalEncoderSpec, GoalTokenizerSpec, ModelCard, Provenance
-from flare_core.preprocessing import PreprocessConfig
+from flare_core.model_card import CacheSpec, GoalEncoderSpec, GoalTokenizerSpec, ModelCard, Provenance
+from flare_training.checkpoint import camera_specs
 from flare_training.export import (
     OPSET,
     POLICY_FILE,
@@ -154,12 +154,11 @@ def export_flare_policy(
     if weights == "int8":
         quantize_dinov2(out / POLICY_FILE)
     c = model.config
-    camera = PreprocessConfig.from_dict(payload["cameras"][0]["preprocessing"])
     card = ModelCard(
         name=name or out.name,
         action_names=ACTION_NAMES,
         embodiments=EMBODIMENTS,
-        cameras=tuple(CameraSpec(n, camera) for n in c.cameras),
+        cameras=camera_specs(payload),
         goal_tokenizer=GoalTokenizerSpec("tokenizers", (), payload["tokenizer"]["max_tokens"], TOKENIZER_FILE),
         cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout, cache_dtype),
         opset=OPSET,

@@ -26,9 +26,8 @@ from pathlib import Path
 import torch
 
 from flare_core.goal_tokenizer import SubwordGoalTokenizer
-from flare_core.model_card import CameraSpec
-from flare_core.preprocessing import PreprocessConfig, spoc_camera
-from flare_training.checkpoint import CHECKPOINT_NAME
+from flare_core.preprocessing import spoc_camera
+from flare_training.checkpoint import CHECKPOINT_NAME, camera_specs
 from flare_training.flare_adapter import FlareTrainable
 from flare_training.flare_model import FlareActorCritic, FlareConfig
 from flare_training.inputs import ObservationAdapter
@@ -188,8 +187,8 @@ def save_flare_checkpoint(path: Path, model: FlareActorCritic, tokenizer: Subwor
 def load_flare_run(payload: dict) -> tuple[FlareTrainable, ObservationAdapter]:
     """The model as the trainer and evaluation drive it, and the inputs it reads (SPOC's cameras, T5's ids)."""
     tokenizer = SubwordGoalTokenizer.from_json(payload["tokenizer"]["json"], payload["tokenizer"]["max_tokens"])
-    cameras = tuple(CameraSpec(c["name"], PreprocessConfig.from_dict(c["preprocessing"])) for c in payload["cameras"])
-    return FlareTrainable(load_flare_checkpoint(payload), tokenizer.pad_id), ObservationAdapter(tokenizer, cameras)
+    adapter = ObservationAdapter(tokenizer, camera_specs(payload))
+    return FlareTrainable(load_flare_checkpoint(payload), tokenizer.pad_id), adapter
 
 
 def load_flare_checkpoint(payload: dict) -> FlareActorCritic:
