@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from flare_sim import TRAIN_FAMILIES, make_vector_env
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.envs import Simulator, get_simulator
 from flare_training.evaluate import evaluate_policy, save_results
-from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.inputs import ACTION_MASK, ObservationAdapter
 from flare_training.model import ActorCritic, ModelConfig
+from flare_training.thor.controller import ThorConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
 
@@ -34,7 +35,11 @@ class BCConfig:
     visual_from: str = ""  # a pretrained perception checkpoint: its visual encoder is used frozen (FLaRe/SPOC)
     validation_fraction: float = 0.1
     eval_episodes: int = 100  # unseen houses per family for the final evaluation (0: skip)
-    families: tuple[str, ...] = TRAIN_FAMILIES
+    # Task families to demonstrate; empty: those the simulator has an expert for (gridhouse: its training
+    # families; thor: ObjectNavType)
+    families: tuple[str, ...] = ()
+    env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
+    thor: ThorConfig = field(default_factory=ThorConfig)
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -66,9 +71,9 @@ class Demos:
             return cls(**{k: data[k] for k in data.files})
 
 
-def collect_demos(count: int, workers: int, families: tuple[str, ...], seed: int) -> Demos:
+def collect_demos(count: int, workers: int, families: tuple[str, ...], seed: int, sim: Simulator) -> Demos:
     """Run the expert in `workers` subprocess envs on training houses until `count` episodes succeed."""
-    envs = make_vector_env(workers, families=families, split="train", expert=True, workers=workers)
+    envs = sim.vector(workers, families, "train", expert=True, workers=workers)
     steps: dict[str, list] = {k: [] for k in (*_FIELDS, "action")}
     goals, starts = [], [0]
     current = [{k: [] for k in (*_FIELDS, "action")} for _ in range(workers)]
@@ -124,11 +129,11 @@ def _batch(demos: Demos, episodes: np.ndarray, adapter: ObservationAdapter) -> d
     }
 
 
-def bc_loss(model: ActorCritic, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of the masked logits against the expert's actions; also returns accuracy."""
+def bc_loss(model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the logits, under the embodiment's mask, against the expert's actions; also accuracy."""
     batch = {**batch, "visual": model.visual(batch["frames"])}
     logits = model.actor.sequence(batch)["logits"]
-    logits = logits.masked_fill(~ACTION_MASK, float("-inf"))
+    logits = logits.masked_fill(~mask, float("-inf"))
     valid = batch["valid"]
     loss = F.cross_entropy(logits[valid], batch["action"][valid])
     accuracy = (logits[valid].argmax(-1) == batch["action"][valid]).float().mean()
@@ -140,16 +145,23 @@ def train_bc(config: BCConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    sim = get_simulator(config.env, config.thor)
+    families = sim.check(config.families or sim.expert_families)
+    missing = [f for f in families if f not in sim.expert_families]
+    if missing:
+        raise ValueError(f"no expert demonstrates {missing} in --env {sim.name}; use {', '.join(sim.expert_families)}")
     demo_path = out / "demos.npz"
     if demo_path.exists() and len(demos := Demos.load(demo_path)) >= config.demos:
         print(f"using {len(demos)} demonstrations from {demo_path}")
     else:
-        demos = collect_demos(config.demos, config.workers, config.families, config.seed)
+        demos = collect_demos(config.demos, config.workers, families, config.seed, sim)
         demos.save(demo_path)
     print(f"{len(demos)} episodes, {len(demos.action)} steps (mean {len(demos.action) / len(demos):.1f} per episode)")
 
-    adapter = ObservationAdapter(gridhouse_tokenizer(config.model.max_goal_tokens), gridhouse_cameras())
-    model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(adapter.tokenizer)})
+    adapter = ObservationAdapter(sim.tokenizer(config.model.max_goal_tokens), sim.cameras())
+    inputs = {"vocab_size": len(adapter.tokenizer), "max_goal_tokens": adapter.tokenizer.max_tokens,
+              "max_context": max(config.model.max_context, sim.episode_steps)}  # fmt: skip
+    model_config = ModelConfig(**{**asdict(config.model), **inputs})
     model = ActorCritic(model_config, adapter.camera_shapes, adapter.tokenizer.vocab)
     params = list(model.actor.parameters())
     if config.visual_from:
@@ -174,7 +186,7 @@ def train_bc(config: BCConfig) -> Path:
         losses = []
         batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
         for episodes in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False):
-            loss, _ = bc_loss(model, _batch(demos, episodes, adapter))
+            loss, _ = bc_loss(model, _batch(demos, episodes, adapter), sim.action_mask)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -182,7 +194,7 @@ def train_bc(config: BCConfig) -> Path:
             losses.append(loss.item())
         model.eval()
         with torch.no_grad():
-            val_loss, val_acc = bc_loss(model, _batch(demos, val, adapter))
+            val_loss, val_acc = bc_loss(model, _batch(demos, val, adapter), sim.action_mask)
         row = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
@@ -201,9 +213,7 @@ def train_bc(config: BCConfig) -> Path:
     (out / "bc_history.json").write_text(json.dumps(history, indent=2) + "\n")
     print(f"trained in {time.perf_counter() - start:.0f} s -> {out / CHECKPOINT_NAME}")
     if config.eval_episodes:
-        from flare_sim import FAMILIES
-
-        results = evaluate_policy(model, adapter, tuple(FAMILIES), config.eval_episodes)
+        results = evaluate_policy(model, adapter, sim.families, config.eval_episodes, sim=sim)
         save_results(out / "eval.json", results, kind="bc", env_steps=0, episodes=config.eval_episodes)
         for family, r in results.items():
             print(f"  {family:<20} success {r['success']:.0%}  steps {r['mean_steps']:.1f}")

@@ -16,6 +16,12 @@ import typing
 from pathlib import Path
 
 from flare_sim import FAMILIES
+from flare_sim.vector import EnvWorkerError
+from flare_training.envs import ENVS
+from flare_training.thor.controller import ThorSetupError
+from flare_training.thor.tasks import TASKS as THOR_TASKS
+
+ALL_FAMILIES = (*FAMILIES, *THOR_TASKS)  # gridhouse's and AI2-THOR's; each simulator checks its own
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -55,7 +61,9 @@ def _add_dataclass(parser: argparse.ArgumentParser, cls, prefix: str = "") -> No
         if kind is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, dest=dest, nargs="+", default=default, choices=list(FAMILIES), help=help_text)
+            parser.add_argument(flag, dest=dest, nargs="+", default=default, choices=ALL_FAMILIES, help=help_text)
+        elif f.name == "env":
+            parser.add_argument(flag, dest=dest, default=default, choices=ENVS, help=help_text)
         else:
             parser.add_argument(flag, dest=dest, type=kind, default=default, help=help_text)
 
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     ev = sub.add_parser("eval", help="success per task family on unseen houses")
     ev.add_argument("checkpoint", help="checkpoint file or run directory")
     ev.add_argument("--episodes", type=int, default=100, help="houses per family")
-    ev.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    ev.add_argument("--families", nargs="+", default=None, choices=ALL_FAMILIES,
+                    help="default: every family of the simulator the checkpoint was trained in")  # fmt: skip
     ev.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     ev.add_argument("--out", default="", help="write JSON results here")
     exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint; "
@@ -116,6 +125,17 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
     rep.add_argument("--evals", default=None, help="directory of `eval --out` files named <run>.json: a second table")
     args = parser.parse_args(argv)
+    try:
+        _run(args)
+    except (ThorSetupError, EnvWorkerError) as err:  # AI2-THOR cannot start as configured: say what to do
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from flare_training.bc import BCConfig
+    from flare_training.perception import PerceptionConfig
+    from flare_training.ppo import PPOConfig
 
     if args.command == "perception":
         from flare_training.perception import train_perception
@@ -131,10 +151,13 @@ def main(argv: list[str] | None = None) -> None:
         train_ppo(_build(PPOConfig, args))
     elif args.command == "eval":
         from flare_training.checkpoint import load_checkpoint
+        from flare_training.envs import simulator_of
         from flare_training.evaluate import evaluate_policy, save_results
 
         model, adapter, payload = load_checkpoint(args.checkpoint)
-        results = evaluate_policy(model, adapter, tuple(args.families), args.episodes, greedy=args.greedy)
+        sim = simulator_of(payload.get("config", {}))
+        families = sim.check(tuple(args.families or sim.families))
+        results = evaluate_policy(model, adapter, families, args.episodes, greedy=args.greedy, sim=sim)
         for family, r in results.items():
             print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}")
         if args.out:

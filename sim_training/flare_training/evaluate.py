@@ -11,13 +11,16 @@ import torch
 from tqdm import tqdm
 
 from flare_sim import GridhouseConfig, GridhouseEnv
+from flare_training.envs import Simulator, get_simulator
 from flare_training.inputs import ACTION_MASK, ObservationAdapter
 from flare_training.model import ActorCritic
 
 
-def choose(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Actions from [B, A] logits after the embodiment mask: masked actions can never be chosen."""
-    masked = logits.masked_fill(~ACTION_MASK, float("-inf"))
+def choose(
+    logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None, mask: torch.Tensor = ACTION_MASK
+) -> torch.Tensor:
+    """Actions from [B, A] logits after the embodiment's mask: masked actions can never be chosen."""
+    masked = logits.masked_fill(~mask, float("-inf"))
     if greedy:
         return masked.argmax(-1)
     return torch.multinomial(torch.softmax(masked, -1), 1, generator=generator)[:, 0]
@@ -35,11 +38,18 @@ def evaluate_policy(
     num_envs: int = 16,
     config: GridhouseConfig | None = None,
     progress: bool = True,
+    sim: Simulator | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy."""
+    """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy.
+    An episode a simulator timeout cut short is played again (AI2-THOR restarts its controller)."""
     model.eval()
+    sim = sim or get_simulator("gridhouse")
     queue = deque((f, h) for f in families for h in range(episodes))
-    envs = [GridhouseEnv(config, families, split) for _ in range(min(num_envs, len(queue)))]
+    count = min(num_envs, len(queue))
+    if sim.thor is None:
+        envs = [GridhouseEnv(config, families, split) for _ in range(count)]
+    else:
+        envs = [sim.make(families, split, index=i) for i in range(count)]
     cache, _ = model.new_caches(len(envs))
     generator = torch.Generator().manual_seed(seed)
     outcomes: dict[str, list[tuple[bool, int]]] = {f: [] for f in families}
@@ -62,17 +72,22 @@ def evaluate_policy(
         inputs = adapter.step_inputs(batch)
         inputs["visual"] = model.visual(adapter.frames(batch))
         logits = model.actor.step(inputs, cache)["logits"]
-        actions = choose(logits, greedy, generator).tolist()
+        actions = choose(logits, greedy, generator, sim.action_mask).tolist()
         for i in list(active):
             obs[i], _, terminated, truncated, info = envs[i].step(actions[i])
             if terminated or truncated:
-                outcomes[info["family"]].append((info["success"], info["steps"]))
-                bar.update()
+                if info.get("timeout"):
+                    queue.appendleft((info["family"], info["house"]))
+                else:
+                    outcomes[info["family"]].append((info["success"], info["steps"]))
+                    bar.update()
                 if queue:
                     start(i)
                 else:
                     active.remove(i)
     bar.close()
+    for env in envs:
+        env.close()
     return {
         f: {
             "success": float(np.mean([s for s, _ in r])),

@@ -18,7 +18,7 @@ import json
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +26,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from flare_sim import FAMILIES, TRAIN_FAMILIES, make_vector_env
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.envs import Simulator, get_simulator, simulator_of
 from flare_training.evaluate import choose, evaluate_policy, save_results
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
+from flare_training.thor.controller import ThorConfig
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 
@@ -56,7 +57,10 @@ class PPOConfig:
     value_coef: float = 0.5
     critic_warmup_updates: int = 5  # value-only updates before the policy moves; 0 disables
     shared_critic: bool = False  # ablation: value head on the actor's network
-    families: tuple[str, ...] = TRAIN_FAMILIES
+    # Task families to train on; empty: the simulator's training families (evaluation at the end: all of them).
+    families: tuple[str, ...] = ()
+    env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
+    thor: ThorConfig = field(default_factory=ThorConfig)
     eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
     eval_episodes: int = 30  # per family, during training
     final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
@@ -86,6 +90,17 @@ def build_model(config: PPOConfig) -> tuple[ActorCritic, object, dict]:
         model = fresh
     model.visual.requires_grad_(False)
     return model, adapter, payload
+
+
+def check_simulator(payload: dict, sim: Simulator, max_context: int) -> None:
+    """A checkpoint trained in one simulator sees another's frames and goals through the wrong inputs: refused
+    (FLaRe's imported family reads any camera through DINOv2, at its own size). Its KV-cache must hold an episode."""
+    trained_in = simulator_of(payload.get("config", {})).name
+    if payload.get("family") != "flare" and trained_in != sim.name:
+        raise ValueError(f"the checkpoint was trained with --env {trained_in}; fine-tune it with --env {trained_in}")
+    if max_context < sim.episode_steps:
+        raise ValueError(f"the model's cache holds {max_context} steps but --env {sim.name} episodes last up to "
+                         f"{sim.episode_steps}; lower --thor-max-steps or train with a longer context")  # fmt: skip
 
 
 class EpisodeHistory:
@@ -126,7 +141,7 @@ class EnvLane:
         self.envs.close()
 
 
-def make_lanes(model: ActorCritic, adapter, config: PPOConfig) -> tuple[list[EnvLane], list[int]]:
+def make_lanes(model: ActorCritic, adapter, config: PPOConfig, sim: Simulator, families: tuple[str, ...]):
     """`env_workers` lanes, each stepped (and its frames encoded) by one worker process, or one in-process lane
     when 0; also their first env indices, so env i is seeded alike whatever the split."""
     shares = np.array_split(np.arange(config.num_envs), max(1, config.env_workers))
@@ -134,7 +149,7 @@ def make_lanes(model: ActorCritic, adapter, config: PPOConfig) -> tuple[list[Env
     workers = min(1, config.env_workers)
     lanes = [
         EnvLane(
-            make_vector_env(len(share), families=config.families, split="train", workers=workers, observe=features),
+            sim.vector(len(share), families, "train", workers=workers, observe=features),
             model.new_caches(len(share))[0],  # values come from the update's full-sequence pass, not rollouts
         )
         for share in shares
@@ -193,7 +208,9 @@ def gae(rewards, values, dones, bootstrap, gamma, lam):
     return advantages, advantages + values
 
 
-def ppo_losses(model, batch, index, actions, old_logprob, advantages, returns, clip) -> dict[str, torch.Tensor]:
+def ppo_losses(
+    model, batch, index, actions, old_logprob, advantages, returns, clip, mask=ACTION_MASK
+) -> dict[str, torch.Tensor]:
     """Clipped surrogate, value loss and entropy for whole-sequence rows; also KL and clip-fraction stats.
 
     index [B, T+1] locates each rollout step (and the bootstrap observation) in its row; the other per-step
@@ -201,17 +218,18 @@ def ppo_losses(model, batch, index, actions, old_logprob, advantages, returns, c
     """
     logits, values = model.sequence(batch)
     return {
-        **policy_terms(logits, index, actions, old_logprob, advantages, clip),
+        **policy_terms(logits, index, actions, old_logprob, advantages, clip, mask),
         "value_loss": value_loss(values, index, returns),
     }
 
 
-def policy_terms(logits, index, actions, old_logprob, advantages, clip) -> dict[str, torch.Tensor]:
-    """The actor's side of `ppo_losses`: clipped surrogate, entropy, approximate KL and clip fraction."""
+def policy_terms(logits, index, actions, old_logprob, advantages, clip, mask=ACTION_MASK) -> dict[str, torch.Tensor]:
+    """The actor's side of `ppo_losses`: clipped surrogate, entropy, approximate KL and clip fraction; `mask`:
+    the simulator's embodiment (masked actions never count)."""
     idx = index[:, :-1]
-    logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~ACTION_MASK, float("-inf")), -1)
+    logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~mask, float("-inf")), -1)
     logprob = logp_all.gather(2, actions[..., None])[..., 0]
-    entropy = -(logp_all.exp() * logp_all.masked_fill(~ACTION_MASK, 0.0)).sum(-1).mean()
+    entropy = -(logp_all.exp() * logp_all.masked_fill(~mask, 0.0)).sum(-1).mean()
     ratio = (logprob - old_logprob).exp()
     adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
@@ -243,7 +261,7 @@ class SeparateNetworkStep:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")
 
-    def __call__(self, model: ActorCritic, mb, index, actions, old_logprob, advantages, returns, config, warmup):
+    def __call__(self, model, mb, index, actions, old_logprob, advantages, returns, config, warmup, mask=ACTION_MASK):
         def critic() -> torch.Tensor:
             loss = value_loss(model.critic.sequence(mb)["value"][..., 0], index, returns)
             (config.value_coef * loss).backward()
@@ -252,7 +270,7 @@ class SeparateNetworkStep:
         critic_done = self._pool.submit(critic)
         with torch.set_grad_enabled(not warmup):  # warm-up: value-only, the actor's terms are statistics
             terms = policy_terms(model.actor.sequence(mb)["logits"], index, actions, old_logprob, advantages,
-                                 config.clip)  # fmt: skip
+                                 config.clip, mask)  # fmt: skip
             if not warmup:
                 actor_loss(terms, config).backward()
         terms["value_loss"] = critic_done.result()
@@ -295,6 +313,9 @@ def train_ppo(config: PPOConfig) -> Path:
         model.visual.requires_grad_(False)
     else:
         model, adapter, payload = build_model(config)
+    sim = get_simulator(config.env, config.thor)
+    check_simulator(payload, sim, model.config.max_context)
+    families, mask = sim.check(config.families or sim.train_families), sim.action_mask
     params = [p for p in model.parameters() if p.requires_grad]
     # A separate critic's update runs beside the actor's, each on one thread, where there are two threads.
     separate_step = SeparateNetworkStep() if model.critic is not None and update_threads >= 2 else None
@@ -319,7 +340,7 @@ def train_ppo(config: PPOConfig) -> Path:
 
     # --- environments (fresh episodes on resume: a killed run's env state is gone) ----------------------
     n, T = config.num_envs, config.rollout
-    lanes, first_envs = make_lanes(model, adapter, config)
+    lanes, first_envs = make_lanes(model, adapter, config, sim, families)
     for lane, first in zip(lanes, first_envs, strict=True):
         lane.reset(seed=config.seed * 100_003 + update + first)
     recent = defaultdict(lambda: deque(maxlen=100))  # family -> recent training-episode outcomes
@@ -341,8 +362,8 @@ def train_ppo(config: PPOConfig) -> Path:
         """Choose the lane's next actions under the current policy and set its envs stepping."""
         inputs = step_inputs(lane)
         logits = model.actor.step(inputs, lane.cache)["logits"]
-        action = choose(logits, greedy=False, generator=generator)
-        masked = logits.masked_fill(~ACTION_MASK, float("-inf"))
+        action = choose(logits, greedy=False, generator=generator, mask=mask)
+        masked = logits.masked_fill(~mask, float("-inf"))
         logprob = torch.log_softmax(masked, -1).gather(1, action[:, None])[:, 0]
         lane.envs.step_async(action.numpy())
         lane.inputs = inputs
@@ -365,10 +386,10 @@ def train_ppo(config: PPOConfig) -> Path:
                 recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
 
     def evaluate_now(episodes: int, families: tuple[str, ...]) -> dict:
-        return evaluate_policy(model, adapter, families, episodes, seed=config.seed, progress=False)
+        return evaluate_policy(model, adapter, families, episodes, seed=config.seed, progress=False, sim=sim)
 
     if not evals:
-        evals.append({"env_steps": 0, "results": evaluate_now(config.eval_episodes, config.families)})
+        evals.append({"env_steps": 0, "results": evaluate_now(config.eval_episodes, families)})
     bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update")
     start_time, start_steps = time.perf_counter(), env_steps
     while update < total_updates:
@@ -405,7 +426,7 @@ def train_ppo(config: PPOConfig) -> Path:
         with torch.no_grad():
             logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
             values = _gather(values, index)  # [B, T+1]
-            old_logits = _gather(logits, index[:, :-1]).masked_fill(~ACTION_MASK, float("-inf"))
+            old_logits = _gather(logits, index[:, :-1]).masked_fill(~mask, float("-inf"))
             old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
         cache_vs_sequence = (old_logprob - roll["logprob"].T).abs().max().item()
         advantages, returns = gae(
@@ -429,9 +450,9 @@ def train_ppo(config: PPOConfig) -> Path:
                 args = (index[rows], roll["action"].T[rows], old_logprob[rows], advantages[rows], returns[rows])
                 optimizer.zero_grad()
                 if separate_step is not None:
-                    terms = separate_step(model, mb, *args, config, warmup)
+                    terms = separate_step(model, mb, *args, config, warmup, mask)
                 else:
-                    terms = ppo_losses(model, mb, *args, config.clip)
+                    terms = ppo_losses(model, mb, *args, config.clip, mask)
                     loss = config.value_coef * terms["value_loss"]
                     if not warmup:
                         loss = loss + actor_loss(terms, config)
@@ -460,7 +481,7 @@ def train_ppo(config: PPOConfig) -> Path:
         metrics_log.write(json.dumps(row) + "\n")
         metrics_log.flush()
         if env_steps // config.eval_every > evals[-1]["env_steps"] // config.eval_every or update == total_updates:
-            results = evaluate_now(config.eval_episodes, config.families)
+            results = evaluate_now(config.eval_episodes, families)
             evals.append({"env_steps": env_steps, "results": results})
             for f, r in results.items():
                 writer.add_scalar(f"eval_success/{f}", r["success"], env_steps)
@@ -481,7 +502,7 @@ def train_ppo(config: PPOConfig) -> Path:
     metrics_log.close()
     (out / "evals.json").write_text(json.dumps(evals, indent=2) + "\n")
     if config.final_eval_episodes:
-        results = evaluate_policy(model, adapter, tuple(FAMILIES), config.final_eval_episodes, seed=config.seed)
+        results = evaluate_policy(model, adapter, sim.families, config.final_eval_episodes, seed=config.seed, sim=sim)
         save_results(out / "eval.json", results, kind="ppo", env_steps=env_steps, episodes=config.final_eval_episodes)
         for family, r in results.items():
             print(f"  {family:<20} success {r['success']:.0%}  steps {r['mean_steps']:.1f}")

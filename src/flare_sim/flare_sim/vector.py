@@ -1,4 +1,4 @@
-"""Batches of gridhouse envs: in-process, or split over worker processes that step their shares in parallel.
+"""Batches of envs: in-process, or split over worker processes that step their shares in parallel.
 
 Each worker holds a gymnasium SyncVectorEnv over its share of the envs, so N envs cost `workers` processes,
 not N: on a 2-core machine two workers step 32 envs in parallel while the learner waits, where one process
@@ -41,11 +41,22 @@ def make_vector_env(
     gets seed `seed + i` whatever the number of workers, so the same seed gives the same episodes in-process
     and split.
     """
+    return vectorize(functools.partial(_gridhouse, config, families, split, expert), num_envs, workers, observe)
+
+
+def _gridhouse(config, families, split, expert, index: int) -> GridhouseEnv:
+    return GridhouseEnv(config, families, split, expert)
+
+
+def vectorize(
+    make: Callable[[int], gym.Env], num_envs: int, workers: int = 0, observe: Callable[[dict], dict] | None = None
+) -> gym.vector.VectorEnv:
+    """Any env factory as make_vector_env batches gridhouse envs; `make(i)` builds env i (picklable with workers).
+    One worker per env gives each env a process of its own (a simulator that must not share one)."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if not 0 <= workers <= num_envs:
         raise ValueError(f"workers must be between 0 (in-process) and num_envs ({num_envs}), got {workers}")
-    make = functools.partial(GridhouseEnv, config, families, split, expert)
     if workers == 0:
         return _sync(make, num_envs, observe)
     return ShardedVectorEnv(make, num_envs, workers, observe)
@@ -78,19 +89,29 @@ def _identity(obs: dict) -> dict:
     return obs
 
 
-def _sync(make, num_envs: int, observe: Callable[[dict], dict] | None = None) -> InProcessVectorEnv:
-    return InProcessVectorEnv([make] * num_envs, observe, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+def _sync(make, num_envs: int, observe: Callable[[dict], dict] | None = None, first: int = 0) -> InProcessVectorEnv:
+    makers = [functools.partial(make, first + i) for i in range(num_envs)]
+    return InProcessVectorEnv(makers, observe, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def _worker(pipe, make, num_envs: int, observe: Callable[[dict], dict] | None) -> None:
-    envs = _sync(make, num_envs, observe)
+def _worker(pipe, make, num_envs: int, first: int, observe: Callable[[dict], dict] | None) -> None:
+    try:
+        envs = _sync(make, num_envs, observe, first)
+    except Exception as error:  # an env that cannot start: every request is answered with why
+        envs, failure = None, f"{type(error).__name__}: {error}"
     try:
         while True:
             command, payload = pipe.recv()
             if command == "close":
                 break
+            if envs is None:
+                pipe.send(("error", failure))
+                continue
             try:
-                result = envs.step(payload) if command == "step" else envs.reset(**payload)
+                if command == "spaces":
+                    result = (envs.single_observation_space, envs.single_action_space, dict(envs.envs[0].metadata))
+                else:
+                    result = envs.step(payload) if command == "step" else envs.reset(**payload)
             except Exception as error:  # reported to the learner, which raises it with the worker's traceback
                 pipe.send(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
             else:
@@ -98,33 +119,39 @@ def _worker(pipe, make, num_envs: int, observe: Callable[[dict], dict] | None) -
     except (EOFError, KeyboardInterrupt):
         pass  # the learner went away
     finally:
-        envs.close()
+        if envs is not None:
+            envs.close()
         pipe.close()
 
 
+class EnvWorkerError(RuntimeError):
+    """An env in a worker process raised; the message carries its error (and traceback, after start-up)."""
+
+
 class ShardedVectorEnv(gym.vector.VectorEnv):
-    """`num_envs` gridhouse envs split into `workers` contiguous shards, one SyncVectorEnv per process."""
+    """`num_envs` envs split into `workers` contiguous shards, one SyncVectorEnv per process."""
 
     def __init__(self, make, num_envs: int, workers: int, observe: Callable[[dict], dict] | None = None) -> None:
         sizes = [len(s) for s in np.array_split(np.arange(num_envs), workers)]
         self.num_envs = num_envs
         self._offsets = np.cumsum([0, *sizes])
-        probe = make()
-        self.single_observation_space = probe.observation_space
-        self.single_action_space = probe.action_space
-        self.metadata = dict(probe.metadata, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-        probe.close()
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         ctx = mp.get_context("forkserver")  # the learner holds torch threads: do not fork them
         self._pipes, self._processes = [], []
-        for size in sizes:
+        for size, first in zip(sizes, self._offsets, strict=False):
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker, args=(child, make, size, observe), daemon=True)
+            process = ctx.Process(target=_worker, args=(child, make, size, int(first), observe), daemon=True)
             process.start()
             child.close()
             self._pipes.append(parent)
             self._processes.append(process)
         self.closed = False
+        # The spaces come from a worker's envs: the learner never builds an env of its own (a simulator process).
+        for k in range(len(self._pipes)):
+            self._send(k, ("spaces", None))
+        observation_space, action_space, metadata = self._gather()[0]
+        self.single_observation_space, self.single_action_space = observation_space, action_space
+        self.metadata = dict(metadata, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         for k in range(len(self._pipes)):
@@ -171,7 +198,7 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
         process = self._processes[k]
         process.join(timeout=1)
         return RuntimeError(
-            f"gridhouse env worker {k} (pid {process.pid}) died, exit code {process.exitcode}: its envs are "
+            f"env worker {k} (pid {process.pid}) died, exit code {process.exitcode}: its envs are "
             "gone; check memory (dmesg) and start the run again (a PPO run resumes from its last update)"
         )
 
@@ -184,7 +211,7 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
                 raise self._died(k) from error
         errors = [payload for status, payload in replies if status == "error"]
         if errors:
-            raise RuntimeError("a gridhouse env worker failed:\n" + "\n".join(errors))
+            raise EnvWorkerError("an env worker failed: " + "\n".join(dict.fromkeys(errors)))
         return [payload for _, payload in replies]
 
     def close_extras(self, **kwargs) -> None:
