@@ -58,6 +58,10 @@ class Faults:
 FAULTS = Faults()
 
 
+class CloudRendering:
+    """Stands for `ai2thor.platform.CloudRendering` (the class is passed as `platform=`)."""
+
+
 class Build:
     def __init__(self, commit_id: str) -> None:
         self.commit_id = commit_id
@@ -91,6 +95,7 @@ class Controller:
         self.width, self.height = width, height
         self.gpu_device = gpu_device
         self.initialization_parameters = dict(unity_initialization_parameters)
+        self.sent: list[dict] = []
         self.server_alive = True
         self.scene = None
         self.world: World | None = None
@@ -115,6 +120,7 @@ class Controller:
         action = dict(action) if isinstance(action, dict) else dict(action=action)
         raise_for_failure = action_args.pop("raise_for_failure", False)
         action.update(action_args)
+        self.sent.append(dict(action))  # what reached "Unity", for tests to compare with upstream's calls
         self._send(action["action"])
         if FAULTS.timeout_on and FAULTS.timeout_on[0] == action["action"]:
             FAULTS.timeout_on.popleft()

@@ -15,6 +15,7 @@ import copy
 import importlib
 import importlib.metadata
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +173,7 @@ class StretchController:
         if self.config.controller == DEFAULT_CONTROLLER:
             _check_package(self.config.commit)
         controller_class = load_class(self.config.controller)
-        kwargs = dict(STRETCH_ENV_ARGS, commit_id=self.config.commit, **self._platform_args())
+        kwargs = dict(STRETCH_ENV_ARGS, commit_id=self.config.commit, **self._platform_args(controller_class))
         kwargs.update(self._server_and_hooks())
         try:
             self.controller = controller_class(**kwargs)
@@ -186,12 +187,15 @@ class StretchController:
                 f"package installed does not match --thor-commit; install it with: {INSTALL_HINT}"
             )
 
-    def _platform_args(self) -> dict:
+    def _platform_args(self, controller_class) -> dict:
+        """CloudRendering (`ai2thor.platform`, or the controller module's own, as a stand-in has) on GPU `i % n`."""
         if not self.config.platform:
             return {}
         if self.config.platform != "CloudRendering":
             raise ThorSetupError(f"--thor-platform {self.config.platform!r}: use CloudRendering, or leave it empty")
-        platform = importlib.import_module("ai2thor.platform").CloudRendering
+        platform = getattr(sys.modules[controller_class.__module__], "CloudRendering", None)
+        if platform is None:
+            platform = load_class("ai2thor.platform:CloudRendering")
         devices = [int(d) for d in self.config.gpu_devices.split(",") if d.strip()] or [0]
         return dict(platform=platform, gpu_device=devices[self.gpu_index % len(devices)])
 
@@ -214,16 +218,6 @@ class StretchController:
         runner = hooks.ProceduralAssetHookRunner(asset_directory=str(assets), asset_symlink=True, asset_limit=200)
         return dict(args, action_hook_runner=runner)
 
-    def restart(self) -> None:
-        """A fresh Unity process after a timeout; the current house is loaded again."""
-        try:
-            self.controller.stop()
-        except Exception:  # the process that timed out may be gone already
-            pass
-        self.start()
-        if self.house is not None:
-            self.reset(self.house)
-
     def stop(self) -> None:
         if self.controller is not None:
             self.controller.stop()
@@ -239,9 +233,16 @@ class StretchController:
             raise ThorTimeout(f"AI2-THOR timed out on {action}; the controller was restarted") from error
 
     def _restart_after(self, error: Exception) -> None:
+        """A fresh Unity process with the current house loaded; each attempt that times out again is retried."""
         for _ in range(self.config.restarts):
             try:
-                self.restart()
+                self.controller.stop()
+            except Exception:  # the process that timed out may be gone already
+                pass
+            try:
+                self.start()
+                if self.house is not None:
+                    self._load(self.house)
                 return
             except TimeoutError:
                 continue
@@ -253,6 +254,13 @@ class StretchController:
     def reset(self, house: dict) -> None:
         """FLaRe's `StretchController.reset`: nav meshes and horizon written into the house, reset, calibration."""
         self.house = house
+        try:
+            self._load(house)
+        except TimeoutError as error:
+            self._restart_after(error)
+            raise ThorTimeout("AI2-THOR timed out loading a house; the controller was restarted") from error
+
+    def _load(self, house: dict) -> None:
         scene = copy.deepcopy(house)
         scene["metadata"]["navMeshes"] = [dict(NAV_MESH, id=i, agentRadius=r) for i, r in enumerate(NAV_MESH_RADII)]
         scene["metadata"].setdefault(
@@ -261,24 +269,21 @@ class StretchController:
              "standing": True},
         )  # fmt: skip
         scene["metadata"]["agent"]["horizon"] = 0
-        try:
-            self.controller.reset(scene=scene)
-        except TimeoutError as error:
-            self._restart_after(error)
-            raise ThorTimeout("AI2-THOR timed out loading a house; the controller was restarted") from error
+        self.controller.reset(scene=scene)
         self.calibrate()
-        self.step("ToggleMagnetVisibility", visible=False, raise_for_failure=True)
-        self.step("SetObjectFilter", objectIds=[])
+        self.controller.step("ToggleMagnetVisibility", visible=False, raise_for_failure=True)
+        self.controller.step("SetObjectFilter", objectIds=[])
 
     def calibrate(self) -> None:
         """FLaRe's `calibrate_agent`: camera mounts and fields of view jittered as on the real robots."""
         mount = np.arange(-2, 2, 0.2)  # FLaRe draws from np.arange: -2 .. 1.8
         fov = np.arange(-1, 1, 0.1)
-        self.step("RotateCameraMount", degrees=27 + float(self.rng.choice(mount)), secondary=False)
-        self.step("RotateCameraMount", degrees=33 + float(self.rng.choice(mount)), secondary=True)
-        self.step("ChangeFOV", fieldOfView=59 + float(self.rng.choice(fov)), camera="FirstPersonCharacter")
-        self.step("ChangeFOV", fieldOfView=59 + float(self.rng.choice(fov)), camera="SecondaryCamera")
-        self.step("SetGripperOpenness", openness=30)
+        step = self.controller.step
+        step("RotateCameraMount", degrees=27 + float(self.rng.choice(mount)), secondary=False)
+        step("RotateCameraMount", degrees=33 + float(self.rng.choice(mount)), secondary=True)
+        step("ChangeFOV", fieldOfView=59 + float(self.rng.choice(fov)), camera="FirstPersonCharacter")
+        step("ChangeFOV", fieldOfView=59 + float(self.rng.choice(fov)), camera="SecondaryCamera")
+        step("SetGripperOpenness", openness=30)
 
     def teleport(self, position: dict, yaw: float):
         """FLaRe's `teleport_agent`: position plus a yaw-only rotation."""
@@ -387,7 +392,7 @@ class StretchController:
 
 def _setup_error(error: Exception, config: ThorConfig) -> ThorSetupError:
     """What a user does about AI2-THOR failing to start (Vulkan/GPU, display, build download)."""
-    text = f"{type(error).__name__}: {error}"
+    text = f"{type(error).__name__}: " + " ".join(str(error).split())  # one line
     lowered = text.lower()
     if "vulkan" in lowered or "cloudrendering" in lowered or "gpu" in lowered:
         hint = ("CloudRendering needs an NVIDIA GPU with Vulkan: install the NVIDIA driver and libvulkan1 (the "
