@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         _run(args)
-    except (ThorSetupError, EnvWorkerError) as err:  # AI2-THOR cannot start as configured: say what to do
+    except (ThorSetupError, EnvWorkerError, ValueError) as err:  # a setting that cannot work: say what to do
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 
