@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import thor_standin
 import torch
@@ -69,6 +70,17 @@ def test_ppo_fine_tunes_in_thor_and_resumes(bc_run, houses, tmp_path):
     assert rows[-1]["update"] == 3
     evaluated = cli("eval", str(out), "--episodes", "1", "--families", "ObjectNavType", "RoomVisit")
     assert evaluated.returncode == 0 and "RoomVisit" in evaluated.stdout, evaluated.stderr
+    exported = cli("export", str(out), str(tmp_path / "model"))
+    assert exported.returncode == 0, exported.stderr
+    card = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert card["embodiments"] == ["stretch_re1"] and card["provenance"]["env"] == "ai2thor"
+    assert card["provenance"]["tasks"] == ["ObjectNavType", "PickupType", "FetchType", "RoomVisit"]
+    from flare_core.runtime import OnnxPolicy
+
+    policy = OnnxPolicy(tmp_path / "model")
+    frame = thor_standin.World(thor_standin.make_house(np.random.default_rng(0))).render(0.0, 224, 396)[:, 6:-6]
+    step = policy.act({"nav": frame, "manip": frame}, holding=False, goal="find a mug")
+    assert 0 <= step.action < 20 and np.isfinite(step.logits).all()
 
 
 def test_a_gridhouse_checkpoint_is_refused_in_thor(houses, tmp_path):

@@ -27,6 +27,7 @@ from torch import nn
 from flare_core.actions import ACTION_NAMES
 from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
 from flare_training.checkpoint import load_checkpoint, read_checkpoint
+from flare_training.envs import Simulator, simulator_of
 from flare_training.model import ActorCritic, merge_heads
 
 OPSET = 17
@@ -296,6 +297,9 @@ def export_policy(
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sim = simulator_of(payload.get("config", {}))
+    if cache_dtype == "int8" and sim.thor is not None:
+        raise ValueError("--cache-dtype int8 calibrates on gridhouse episodes: export AI2-THOR runs in float32")
     scales = cache_scales(model, adapter) if cache_dtype == "int8" else None
     step = OnnxStep(model, cache_layout, scales).eval()
     inputs, outputs = io_names(step.cameras, model.config.layers)
@@ -307,26 +311,26 @@ def export_policy(
     card = ModelCard(
         name=name or out.name,
         action_names=ACTION_NAMES,
-        embodiments=("gridhouse",),
+        embodiments=(sim.embodiment.name,),
         cameras=adapter.cameras,
         goal_tokenizer=adapter.tokenizer.spec(),
         cache=CacheSpec(c.layers, c.heads, c.head_dim, c.max_context, cache_layout, cache_dtype),
         opset=OPSET,
-        provenance=_provenance(Path(checkpoint), payload),
+        provenance=_provenance(Path(checkpoint), payload, sim),
         weights=weights,
     )
     card.save(out)
     return out
 
 
-def _provenance(checkpoint: Path, payload: dict) -> Provenance:
+def _provenance(checkpoint: Path, payload: dict, sim: Simulator) -> Provenance:
     run = checkpoint if checkpoint.is_dir() else checkpoint.parent
     success = {}
     if (run / "eval.json").exists():
         success = {f: r["success"] for f, r in json.loads((run / "eval.json").read_text())["results"].items()}
-    tasks = tuple(payload.get("config", {}).get("families", ()))
+    tasks = tuple(payload.get("config", {}).get("families", ()) or sim.train_families)
     argv = list(sys.argv)
     if argv and argv[0].endswith(("flare_training/__main__.py", "flare_training/cli.py")):
         argv = ["python", "-m", "flare_training", *argv[1:]]  # what the user typed, not where Python found it
     command = " ".join(shlex.quote(a) for a in argv) if argv and argv[0] else ""
-    return Provenance("gridhouse", tasks, int(payload.get("env_steps", 0)), success, command)
+    return Provenance("ai2thor" if sim.thor else "gridhouse", tasks, int(payload.get("env_steps", 0)), success, command)
