@@ -28,7 +28,10 @@ $(SETUP_STAMP): requirements.txt requirements-ros.txt $(wildcard src/*/setup.py)
 	@echo ">> creating $(VENV) and installing pinned dependencies (first run: a few minutes)"
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt $(ROS_REQUIREMENTS) 2>&1 | grep -v "^WARNING: Location" || true
-	$(RUN) $(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime" || { echo "!! dependency install failed: see pip output above"; exit 1; }
+	@# ai2thor 5.0.0 from PyPI for `ai2thor.server.Event`, which the AI2-THOR stand-in returns; its other
+	@# requirements (opencv-python would shadow opencv-python-headless) are for running Unity, not needed here.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps ai2thor==5.0.0 2>&1 | grep -v "^WARNING: Location" || true
+	$(RUN) $(BIN)/python -c "import torch, rclpy, minigrid, onnxruntime, ai2thor.server" || { echo "!! dependency install failed: see pip output above"; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES)) 2>&1 | grep -v "^WARNING: Location" || true
 	$(RUN) $(BIN)/python -c "import flare_core, flare_sim, flare_robots, flare_ros, flare_bag, flare_bringup, flare_training" || { echo "!! installing the workspace packages failed"; exit 1; }
 	touch $@

@@ -81,6 +81,15 @@ def _build(cls, args: argparse.Namespace, prefix: str = ""):
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except (ThorSetupError, EnvWorkerError, ValueError) as err:  # a setting that cannot work: say what to do
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
     from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES
     from flare_training.bc import BCConfig
     from flare_training.perception import PerceptionConfig
@@ -124,12 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("runs", nargs="+", help="run directories (each with eval.json, and evals.json for PPO)")
     rep.add_argument("--out", default="docs/results", help="directory for results.md fragments and plots")
     rep.add_argument("--evals", default=None, help="directory of `eval --out` files named <run>.json: a second table")
-    args = parser.parse_args(argv)
-    try:
-        _run(args)
-    except (ThorSetupError, EnvWorkerError, ValueError) as err:  # a setting that cannot work: say what to do
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    return parser
 
 
 def _run(args: argparse.Namespace) -> None:
