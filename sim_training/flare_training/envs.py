@@ -59,12 +59,13 @@ class Simulator:
         return families
 
     def make(self, families: tuple[str, ...], split: str, expert: bool = False, index: int = 0):
-        return _make(self.name, self.thor, self.check(families), split, expert, index)
+        return _make(self.name, self.thor, self.check(families), split, expert, 0, index)
 
     def vector(self, num_envs: int, families: tuple[str, ...], split: str, expert: bool = False, workers: int = 0,
-               observe=None):  # fmt: skip
-        """A vector env; AI2-THOR gets one process per env whenever workers > 0 (one Unity per process)."""
-        make = functools.partial(_make, self.name, self.thor, self.check(families), split, expert)
+               observe=None, first: int = 0):  # fmt: skip
+        """A vector env of envs `first`.. (their numbers choose AI2-THOR's GPUs); AI2-THOR gets one process per
+        env whenever workers > 0 (one Unity per process)."""
+        make = functools.partial(_make, self.name, self.thor, self.check(families), split, expert, first)
         if self.thor is not None and workers:
             workers = num_envs
         return vectorize(make, num_envs, workers, observe)
@@ -84,12 +85,12 @@ class Simulator:
         return GoalTokenizer.from_words(THOR_GOAL_WORDS, max(max_tokens, THOR_GOAL_TOKENS))
 
 
-def _make(name: str, thor: ThorConfig | None, families, split: str, expert: bool, index: int = 0):
-    """Module-level (picklable for worker processes): env number `index` of a vector env."""
+def _make(name: str, thor: ThorConfig | None, families, split: str, expert: bool, first: int, index: int):
+    """Module-level (picklable for worker processes): env number `first + index`."""
     if name == "thor":
         from flare_training.thor.env import ThorEnv
 
-        return ThorEnv(thor, families, "train" if split == "train" else "eval", expert, gpu_index=index)
+        return ThorEnv(thor, families, split, expert, gpu_index=first + index)
     return GridhouseEnv(None, families, split, expert)
 
 

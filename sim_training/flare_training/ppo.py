@@ -149,7 +149,7 @@ def make_lanes(model: ActorCritic, adapter, config: PPOConfig, sim: Simulator, f
     workers = min(1, config.env_workers)
     lanes = [
         EnvLane(
-            sim.vector(len(share), families, "train", workers=workers, observe=features),
+            sim.vector(len(share), families, "train", workers=workers, observe=features, first=int(share[0])),
             model.new_caches(len(share))[0],  # values come from the update's full-sequence pass, not rollouts
         )
         for share in shares
