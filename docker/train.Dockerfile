@@ -1,10 +1,11 @@
 # Retraining in AI2-THOR on NVIDIA GPUs: torch (PyPI's Linux wheel, CUDA included), FLaRe's AI2-THOR build with
 # CloudRendering (Vulkan, no X display), objathor for the Objaverse assets, and this project.
 #   docker build -f docker/train.Dockerfile -t flare-train .
-#   docker run --rm -it --gpus all --ipc=host -v /data/objaverse:/data -v $PWD/runs:/flare/runs flare-train \
+#   docker run --rm -it --gpus all --ipc=host -v /data:/data -v $PWD/runs:/flare/runs flare-train \
 #       python -m flare_training ppo --env thor --thor-platform CloudRendering \
 #           --thor-houses /data/houses --thor-assets /data/assets/2023_07_28 --init runs/bc_thor --out runs/ppo_thor
-# /data holds what `docker/README.md` says to download (houses_2023_07_28, objathor 2023_07_28 assets); runs/ the
+# /data holds the downloads the README's "Train in AI2-THOR on a GPU machine" lists (houses_2023_07_28, objathor's
+# 2023_07_28 assets and annotations); runs/ the
 # checkpoints, metrics and TensorBoard logs. AI2-THOR keeps its Unity build in /root/.ai2thor (fetched at the
 # first start; mount a volume there to keep it between containers).
 FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04

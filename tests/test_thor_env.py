@@ -218,6 +218,24 @@ def test_pickup_and_fetch_succeed_only_holding_the_target(houses, family):
     env.close()
 
 
+def test_a_house_kept_for_the_next_episode_is_put_back(houses):
+    """Objects held or moved in one Pickup episode are back in place for the next one (FLaRe reloads the house
+    unless training goes from ObjectNav to ObjectNav)."""
+    env = ThorEnv(config(houses), families=("PickupType",))
+    env.reset(seed=0)
+    world = env.controller.controller.world
+    target = sorted(env.task.target_ids)[0]
+    hand = world.hand()
+    world.objects[target].update(x=hand["x"], y=hand["y"], z=hand["z"])
+    env.step(A["p"])
+    assert env.controller.held_objects() == [target]
+    _, _, _, _, info = env.step(A["end"])
+    assert info["success"]
+    env.reset()
+    assert env.controller.held_objects() == [] and env.task.house == info["house"]
+    env.close()
+
+
 def test_roomvisit_needs_every_room_marked(houses):
     env = env_with(houses, "RoomVisit")
     pose_task(env, None)

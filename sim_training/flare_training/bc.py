@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +146,8 @@ def train_bc(config: BCConfig) -> Path:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     sim = get_simulator(config.env, config.thor)
-    families = sim.check(config.families or sim.expert_families)
+    families = sim.check(config.families or tuple(f for f in sim.expert_families if f in sim.train_families))
+    config = replace(config, families=families)  # recorded as trained (the card's tasks)
     missing = [f for f in families if f not in sim.expert_families]
     if missing:
         raise ValueError(f"no expert demonstrates {missing} in --env {sim.name}; use {', '.join(sim.expert_families)}")

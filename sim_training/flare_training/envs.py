@@ -17,7 +17,7 @@ from flare_core.embodiments import GRIDHOUSE, STRETCH_RE1, Embodiment
 from flare_core.goal_tokenizer import GoalTokenizer
 from flare_core.model_card import CameraSpec
 from flare_core.preprocessing import CLIP_MEAN, CLIP_STD, PreprocessConfig
-from flare_sim import FAMILIES, HELD_OUT_FAMILIES, TRAIN_FAMILIES, GridhouseEnv
+from flare_sim import FAMILIES, TRAIN_FAMILIES, GridhouseEnv
 from flare_sim.vector import vectorize
 from flare_training.inputs import gridhouse_cameras, gridhouse_tokenizer
 from flare_training.thor.controller import ThorConfig
@@ -41,10 +41,6 @@ class Simulator:
     @property
     def action_mask(self) -> torch.Tensor:
         return torch.from_numpy(self.embodiment.mask)
-
-    @property
-    def held_out(self) -> tuple[str, ...]:
-        return tuple(f for f in self.families if f not in self.train_families)
 
     @property
     def episode_steps(self) -> int:
@@ -107,6 +103,3 @@ def simulator_of(payload_config: dict) -> Simulator:
     """The simulator a run's saved config names (runs written before `--env` existed trained in gridhouse)."""
     thor = payload_config.get("thor")
     return get_simulator(payload_config.get("env", "gridhouse"), ThorConfig(**thor) if thor else None)
-
-
-__all__ = ["ENVS", "HELD_OUT_FAMILIES", "Simulator", "get_simulator", "simulator_of"]

@@ -18,7 +18,7 @@ import json
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +96,8 @@ def check_simulator(payload: dict, sim: Simulator, max_context: int) -> None:
     """A checkpoint trained in one simulator sees another's frames and goals through the wrong inputs: refused
     (FLaRe's imported family reads any camera through DINOv2, at its own size). Its KV-cache must hold an episode."""
     trained_in = simulator_of(payload.get("config", {})).name
-    if payload.get("family") != "flare" and trained_in != sim.name:
+    imported = str(payload.get("kind", "")).startswith("flare-")  # FLaRe's own run, not trained here yet
+    if not imported and trained_in != sim.name:
         raise ValueError(f"the checkpoint was trained with --env {trained_in}; fine-tune it with --env {trained_in}")
     if max_context < sim.episode_steps:
         raise ValueError(f"the model's cache holds {max_context} steps but --env {sim.name} episodes last up to "
@@ -305,6 +306,9 @@ def train_ppo(config: PPOConfig) -> Path:
     update_threads = torch.get_num_threads()
     rollout_threads = 1 if config.env_workers else update_threads
     ckpt_path = out / CHECKPOINT_NAME
+    sim = get_simulator(config.env, config.thor)
+    families = sim.check(config.families or sim.train_families)
+    config = replace(config, families=families)  # recorded as trained (the card's tasks)
 
     # --- model, optimiser, resume ---------------------------------------------------------------------
     resume = ckpt_path.exists()
@@ -313,9 +317,8 @@ def train_ppo(config: PPOConfig) -> Path:
         model.visual.requires_grad_(False)
     else:
         model, adapter, payload = build_model(config)
-    sim = get_simulator(config.env, config.thor)
     check_simulator(payload, sim, model.config.max_context)
-    families, mask = sim.check(config.families or sim.train_families), sim.action_mask
+    mask = sim.action_mask
     params = [p for p in model.parameters() if p.requires_grad]
     # A separate critic's update runs beside the actor's, each on one thread, where there are two threads.
     separate_step = SeparateNetworkStep() if model.critic is not None and update_threads >= 2 else None

@@ -10,7 +10,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from flare_sim import FAMILIES, HELD_OUT_FAMILIES
+from flare_sim import FAMILIES as GRIDHOUSE_FAMILIES
+from flare_sim import HELD_OUT_FAMILIES
+from flare_training.thor.tasks import TASKS as THOR_TASKS
+
+ALL_FAMILIES = (*GRIDHOUSE_FAMILIES, *THOR_TASKS)
+
+
+def _columns(runs: list[dict]) -> list[str]:
+    """The families some run was evaluated on (gridhouse's or AI2-THOR's), in their usual order."""
+    seen = {f for r in runs if r["final"] for f in r["final"]["results"]}
+    return [f for f in ALL_FAMILIES if f in seen] or list(GRIDHOUSE_FAMILIES)
 
 
 def _load(run: Path) -> dict:
@@ -20,18 +30,19 @@ def _load(run: Path) -> dict:
 
 
 def results_table(runs: list[dict]) -> str:
+    families = _columns(runs)
     header = (
         "| run | env steps | "
-        + " | ".join(f + (" (held out)" if f in HELD_OUT_FAMILIES else "") for f in FAMILIES)
+        + " | ".join(f + (" (held out)" if f in HELD_OUT_FAMILIES else "") for f in families)
         + " |"
     )
-    lines = [header, "|" + " --- |" * (len(FAMILIES) + 2)]
+    lines = [header, "|" + " --- |" * (len(families) + 2)]
     for run in runs:
         final = run["final"]
         if final is None:
-            lines.append(f"| {run['name']} | (no final evaluation) |" + " |" * len(FAMILIES))
+            lines.append(f"| {run['name']} | (no final evaluation) |" + " |" * len(families))
             continue
-        cells = [f"{final['results'][f]['success']:.0%}" if f in final["results"] else "-" for f in FAMILIES]
+        cells = [f"{final['results'][f]['success']:.0%}" if f in final["results"] else "-" for f in families]
         lines.append(f"| {run['name']} | {final.get('env_steps', 0):,} | " + " | ".join(cells) + " |")
     episodes = next((r["final"]["episodes"] for r in runs if r["final"]), "?")
     lines.append("")
@@ -42,7 +53,7 @@ def results_table(runs: list[dict]) -> str:
 def plot_curves(runs: list[dict], path: Path) -> Path:
     """One panel per family the runs were evaluated on during training (their training families)."""
     seen = {f for run in runs for e in run["curve"] for f in e["results"]}
-    families = [f for f in FAMILIES if f in seen]
+    families = [f for f in ALL_FAMILIES if f in seen]
     fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True, squeeze=False)
     axes = axes[0]
     for ax, family in zip(axes, families, strict=True):

@@ -88,7 +88,7 @@ class ThorConfig:
     gpu_devices: str = ""  # comma-separated CUDA devices, env i renders on device i % count; empty: device 0
     commit: str = FLARE_THOR_COMMIT  # the AI2-THOR build to run (FLaRe's pinned one)
     controller: str = DEFAULT_CONTROLLER  # module:Class that drives AI2-THOR (tests pass a stand-in)
-    max_steps: int = 500  # FLaRe's RL episodes (evaluation: 600, RoomVisit 1000)
+    max_steps: int = 500  # episode step limit in training and evaluation (FLaRe trains with 500)
     restarts: int = 3  # restarts after a Unity timeout before the error is raised
 
 
@@ -278,7 +278,10 @@ class StretchController:
         """FLaRe's `calibrate_agent`: camera mounts and fields of view jittered as on the real robots."""
         mount = np.arange(-2, 2, 0.2)  # FLaRe draws from np.arange: -2 .. 1.8
         fov = np.arange(-1, 1, 0.1)
-        step = self.controller.step
+
+        def step(action: str, **args):
+            return self.controller.step(action=action, raise_for_failure=True, **args)
+
         step("RotateCameraMount", degrees=27 + float(self.rng.choice(mount)), secondary=False)
         step("RotateCameraMount", degrees=33 + float(self.rng.choice(mount)), secondary=True)
         step("ChangeFOV", fieldOfView=59 + float(self.rng.choice(fov)), camera="FirstPersonCharacter")

@@ -92,12 +92,13 @@ class ThorEnv(gym.Env):
         family = options.get("family") or self.families[int(self.np_random.integers(len(self.families)))]
         if family not in self.families:
             raise ValueError(f"family {family!r} is not one this env was built with: {', '.join(self.families)}")
-        index = options.get("house")
-        if index is not None:
-            return self._start(family, index)
-        for _ in range(HOUSE_DRAWS):
-            keep = self._house_index is not None and self._house_uses < HOUSE_REPEATS
-            index = self._house_index if keep else int(self.np_random.integers(len(self.houses)))
+        pinned = options.get("house")
+        for k in range(HOUSE_DRAWS):
+            if pinned is not None:  # a house that cannot pose the task gives way to the next, the same for every run
+                index = (pinned + k) % len(self.houses) if k else pinned
+            else:
+                keep = self._house_index is not None and self._house_uses < HOUSE_REPEATS
+                index = self._house_index if keep else int(self.np_random.integers(len(self.houses)))
             try:
                 return self._start(family, index)
             except NoTask:
@@ -110,28 +111,27 @@ class ThorEnv(gym.Env):
         for _ in range(RETRIES):
             try:
                 self._pose(family, index, spec)
-                break
+                self.steps, self.prev_action, self._done = 0, NO_PREVIOUS_ACTION, False
+                info = self._info()
+                if self._expert is not None:
+                    self._expert.start(self.task)
+                    info["expert_action"] = self._expert.act()
+                return self._observation(), info
             except ThorTimeout:
-                continue  # the controller restarted with its house loaded: pose the same episode again
-        else:
-            raise RuntimeError(f"AI2-THOR timed out {RETRIES} times in a row starting an episode; see ~/.ai2thor/log")
-        self.steps = 0
-        self.prev_action = NO_PREVIOUS_ACTION
-        self._done = False
-        info = self._info()
-        if self._expert is not None:
-            self._expert.start(self.task)
-            info["expert_action"] = self._expert.act()
-        return self._observation(), info
+                continue  # the controller restarted with its house loaded: pose the episode again
+        raise RuntimeError(f"AI2-THOR timed out {RETRIES} times in a row starting an episode; see ~/.ai2thor/log")
 
     def _pose(self, family: str, index: int, spec: TaskSpec | None) -> None:
-        """FLaRe's sampler: the house (reloaded only when it changes), physics settled, materials, the task."""
-        if index != self._house_index or self.controller.house is None:
+        """FLaRe's sampler: the house reloaded (physics settled after) unless training goes from ObjectNav to
+        ObjectNav in the same house (nothing was moved), materials, the task."""
+        previous = self.task.family if self.task is not None else None
+        same = index == self._house_index and self.controller.house is not None
+        if not (same and self.split == "train" and previous == family == "ObjectNavType"):
             self._house_index = None
             self.controller.reset(self.houses[index])
             self._house_index, self._house_uses = index, 0
+            self.controller.step("AdvancePhysicsStep", simSeconds=1.0, raise_for_failure=True)
         self._house_uses += 1
-        self.controller.step("AdvancePhysicsStep", simSeconds=1.0, raise_for_failure=True)
         if self.split == "train" and self.np_random.random() < 0.8:  # materials randomised in training only
             self.controller.step("RandomizeMaterials")
         else:
@@ -155,16 +155,16 @@ class ThorEnv(gym.Env):
                 self.controller.agent_step(spec.index)
             self.prev_action = spec.index
             observation = self._observation()
+            truncated = not terminated and self.steps >= self.config.max_steps
+            self._done = terminated or truncated
+            info = dict(self._info(), success=success)
+            if self._expert is not None:
+                info["expert_action"] = -1 if self._done else self._expert.act()
         except ThorTimeout:  # the controller restarted; the next reset plays this episode again
             self._done = True
             self._replay = self.task.spec
             info = dict(self._info(), timeout=True, expert_action=-1)
             return self._blank_observation(), 0.0, False, True, info
-        truncated = not terminated and self.steps >= self.config.max_steps
-        self._done = terminated or truncated
-        info = dict(self._info(), success=success)
-        if self._expert is not None:
-            info["expert_action"] = -1 if self._done else self._expert.act()
         return observation, SUCCESS_REWARD if success else 0.0, terminated, truncated, info
 
     def close(self) -> None:

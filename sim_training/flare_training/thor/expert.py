@@ -19,10 +19,9 @@ from flare_training.thor.tasks import VISIBLE_DISTANCE, Task
 NO_ACTION = -1
 REACHED = 0.19  # m: a corner this close is reached
 ALIGNED = 10.0  # deg: within this bearing the robot moves ahead
-BIG_TURN = (
-    15.0  # deg: beyond this it turns 30 deg, else 6 (strictly: a corner 15 deg off in both directions would swing)
-)
+BIG_TURN = 15.0  # deg: beyond it a 30 deg turn, else 6 (RING turns big from 15 on; here exactly 15 see-saws)
 LOOK_AROUND = 12  # turns at the end of the path before giving up (a full circle of 30 deg turns)
+BLOCKED = 5  # failed moves in a row before giving up (replanning from the same spot gives the same path)
 
 
 class ObjectNavExpert:
@@ -33,7 +32,7 @@ class ObjectNavExpert:
         self.turns = 0
 
     def start(self, task: Task) -> None:
-        self.task, self.turns = task, 0
+        self.task, self.turns, self.blocked = task, 0, 0
         self.path = self._plan() if task.family == "ObjectNavType" else []
 
     def act(self) -> int:
@@ -42,7 +41,12 @@ class ObjectNavExpert:
             return NO_ACTION
         last = self.controller.metadata  # the last action's event: read before the visibility query replaces it
         if not last["lastActionSuccess"] and last["lastAction"] in ("MoveAheadQuick", "MoveBackQuick"):
+            self.blocked += 1
+            if self.blocked >= BLOCKED:
+                return ACTION_NAMES.index("end")  # stuck: the episode fails and BC drops it
             self.path = self._plan()
+        elif last["lastAction"] in ("MoveAheadQuick", "MoveBackQuick"):
+            self.blocked = 0
         agent = self.controller.metadata["agent"]
         if set(self.controller.visible_objects(VISIBLE_DISTANCE)) & self.task.target_ids:
             return ACTION_NAMES.index("end")

@@ -146,9 +146,13 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
             self._processes.append(process)
         self.closed = False
         # The spaces come from a worker's envs: the learner never builds an env of its own (a simulator process).
-        for k in range(len(self._pipes)):
-            self._send(k, ("spaces", None))
-        observation_space, action_space, metadata = self._gather()[0]
+        try:
+            for k in range(len(self._pipes)):
+                self._send(k, ("spaces", None))
+            observation_space, action_space, metadata = self._gather()[0]
+        except RuntimeError:  # an env could not start: the healthy workers' envs are closed too
+            self.close_extras()
+            raise
         self.single_observation_space, self.single_action_space = observation_space, action_space
         self.metadata = dict(metadata, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
