@@ -46,7 +46,7 @@ def test_bc_learns_from_the_thor_expert(bc_run):
     out, stdout = bc_run
     assert "8 episodes" in stdout
     payload = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert payload["config"]["env"] == "thor" and payload["config"]["families"] == ()
+    assert payload["config"]["env"] == "thor" and tuple(payload["config"]["families"]) == ("ObjectNavType",)
     history = json.loads((out / "bc_history.json").read_text())
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert [c["preprocessing"]["height"] for c in payload["cameras"]] == [56, 56]
@@ -74,7 +74,7 @@ def test_ppo_fine_tunes_in_thor_and_resumes(bc_run, houses, tmp_path):
     assert exported.returncode == 0, exported.stderr
     card = json.loads((tmp_path / "model" / "model.json").read_text())
     assert card["embodiments"] == ["stretch_re1"] and card["provenance"]["env"] == "ai2thor"
-    assert card["provenance"]["tasks"] == ["ObjectNavType", "PickupType", "FetchType", "RoomVisit"]
+    assert card["provenance"]["tasks"] == ["ObjectNavType", "PickupType", "FetchType", "RoomVisit"]  # PPO's
     from flare_core.runtime import OnnxPolicy
 
     policy = OnnxPolicy(tmp_path / "model")
