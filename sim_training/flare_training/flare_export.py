@@ -20,6 +20,7 @@ from torch import nn
 from flare_core.actions import ACTION_NAMES
 from flare_core.model_card import CacheSpec, GoalEncoderSpec, GoalTokenizerSpec, ModelCard, Provenance
 from flare_training.checkpoint import camera_specs
+from flare_training.envs import simulator_of
 from flare_training.export import (
     OPSET,
     POLICY_FILE,
@@ -171,9 +172,10 @@ def export_flare_policy(
 
 
 def _flare_provenance(checkpoint: Path, payload: dict) -> Provenance:
-    base = _provenance(checkpoint, payload)
+    base = _provenance(checkpoint, payload, simulator_of(payload.get("config", {})))
     source = payload.get("source", {})
-    env = "ai2thor" if str(payload.get("kind", "")).startswith("flare") else base.env
-    tasks = ("chores",) if not base.tasks else base.tasks
+    imported = str(payload.get("kind", "")).startswith("flare")  # as FLaRe's authors trained it, in AI2-THOR
+    env = "ai2thor" if imported else base.env
+    tasks = ("chores",) if imported else base.tasks
     command = base.command or f"imported from {source.get('path', checkpoint)} ({source.get('format', '?')})"
     return Provenance(env, tasks, base.env_steps, base.success, command)
