@@ -82,7 +82,7 @@ def sent_after(controller, index: int) -> list[dict]:
     ],
 )
 def test_base_and_pickup_actions_send_flares_calls(stretch, name, call):
-    assert sent_after(stretch, A[name]) == [call]
+    assert sent_after(stretch, A[name]) == [dict(call, renderImageSynthesis=False)]  # as StretchController.step
 
 
 @pytest.mark.parametrize(
@@ -103,9 +103,10 @@ def test_arm_actions_send_absolute_moves_from_the_arm_state(stretch, name, dy, d
 def test_wrist_actions_rotate_toward_the_bounds(stretch):
     """wp: -min(10, |w - 100|); wm: +min(10, |75 - w|), w the wrist angle from joints[-1] (FLaRe agent_step)."""
     (call,) = sent_after(stretch, A["wp"])
-    assert call == dict(action="RotateWristRelative", yaw=-10.0, returnToStart=True, speed=1)
+    wrist = dict(action="RotateWristRelative", returnToStart=True, speed=1, renderImageSynthesis=False)
+    assert call == dict(wrist, yaw=-10.0)
     (call,) = sent_after(stretch, A["wm"])
-    assert call == dict(action="RotateWristRelative", yaw=10.0, returnToStart=True, speed=1)
+    assert call == dict(wrist, yaw=10.0)
     for _ in range(10):  # 180 -> 100 deg: at the bound the next step is what is left, then nothing
         stretch.agent_step(A["wp"])
     assert stretch.wrist_angle() == pytest.approx(100.0)
@@ -114,9 +115,10 @@ def test_wrist_actions_rotate_toward_the_bounds(stretch):
 
 
 def test_drop_releases_and_settles_physics(stretch):
+    plain = dict(renderImageSynthesis=False)
     assert sent_after(stretch, A["d"]) == [
-        dict(action="ReleaseObject"),
-        dict(action="AdvancePhysicsStep", simSeconds=2),
+        dict(action="ReleaseObject", **plain),
+        dict(action="AdvancePhysicsStep", simSeconds=2, **plain),
     ]
 
 
@@ -328,6 +330,29 @@ def test_a_timeout_loading_a_house_is_retried(houses):
     env.close()
 
 
+def test_a_unity_crash_is_handled_as_a_timeout(houses):
+    """ai2thor re-raises any server failure as RuntimeError after stopping Unity; later sends fail with
+    "write to closed file". Both mean a restart and the episode again."""
+    env = ThorEnv(config(houses), families=("ObjectNavType",))
+    env.reset(seed=0)
+    spec = env.task.spec
+    FAULTS.crash_on.append("RotateRightQuick")
+    _, _, _, truncated, info = env.step(A["r"])
+    assert truncated and info["timeout"] and FAULTS.started == 2
+    env.reset()
+    assert env.task.spec == spec
+    env.close()
+
+
+def test_a_house_ai2thor_cannot_build_gives_way_to_another(houses):
+    env = ThorEnv(config(houses), families=("ObjectNavType",), split="eval")
+    FAULTS.bad_houses = 1
+    with pytest.warns(UserWarning, match="could not build the house"):
+        _, info = env.reset(seed=0, options={"house": 2})
+    assert info["house"] == 3
+    env.close()
+
+
 def test_controllers_that_keep_timing_out_end_with_advice(houses):
     controller = StretchController(config(houses, restarts=2))
     controller.reset(house_of_two_rooms())
@@ -408,3 +433,69 @@ def test_wall_headings_match_ai2thor(stretch):
     assert stretch.agent_position()["x"] - x0 == pytest.approx(0.2) and math.isclose(
         stretch.metadata["agent"]["rotation"]["y"], 90.0
     )
+
+
+def test_objaverse_objects_are_matched_through_objathor_annotations(houses, tmp_path):
+    """Objaverse objects report objectType "Undefined"; their synset comes from annotations.json.gz by assetId."""
+    import gzip
+    import json
+
+    from flare_training.thor.tasks import objects_by_target
+
+    with gzip.open(tmp_path / "annotations.json.gz", "wt") as f:
+        json.dump({"0a1b2c3d": {"synset": "mug.n.04"}, "ffee": {"synset": "teapot.n.01"}}, f)
+    house = house_of_two_rooms()
+    house["objects"] += [
+        {"id": "0a1b2c3d|0|5", "assetId": "0a1b2c3d", "position": {"x": 2.0, "y": 0.5, "z": 2.0}, "children": []},
+        {"id": "ffee|1|6", "assetId": "ffee", "position": {"x": 4.0, "y": 0.5, "z": 2.0}, "children": []},
+    ]
+    controller = StretchController(config(houses))
+    controller.reset(house)
+    found = objects_by_target(controller, str(tmp_path / "annotations.json.gz"))
+    assert sorted(found["Mug"]) == ["0a1b2c3d|0|5", "Mug|0|1"] and "ffee|1|6" not in sum(found.values(), [])
+    assert controller.metadata["objects"] == []  # the object filter is back on
+    controller.stop()
+
+
+def test_the_real_controller_gets_flares_server_asset_hook_and_arguments(houses, tmp_path, monkeypatch):
+    """Where FLaRe's ai2thor is installed: its FIFO server and the Objaverse asset hook are passed; without
+    --thor-assets the run is refused. ai2thor's modules are replaced here by recording ones."""
+    import sys
+    import types
+
+    seen = {}
+
+    class Runner:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    class FifoServer:
+        pass
+
+    class Recording(thor_standin.Controller):
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            super().__init__(**{k: v for k, v in kwargs.items() if k != "action_hook_runner"})
+
+    modules = {
+        "ai2thor.controller": {"Controller": Recording},
+        "ai2thor.fifo_server": {"FifoServer": FifoServer},
+        "ai2thor.hooks.procedural_asset_hook": {"ProceduralAssetHookRunner": Runner},
+    }
+    for name, attributes in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: f"0+{FLARE_THOR_COMMIT}")
+    with pytest.raises(ThorSetupError, match="--thor-assets must be objathor's 2023_07_28 directory"):
+        StretchController(ThorConfig(houses=str(houses)))
+    (tmp_path / "assets").mkdir()
+    controller = StretchController(ThorConfig(houses=str(houses), assets=str(tmp_path)))
+    assert seen["server_class"] is FifoServer and seen["commit_id"] == FLARE_THOR_COMMIT
+    assert seen["action_hook_runner"].kwargs == dict(
+        asset_directory=str(tmp_path / "assets"), asset_symlink=True, asset_limit=200
+    )
+    expected = dict(width=396, height=224, agentMode="stretch", fieldOfView=59, gridSize=0.15, snapToGrid=False,
+                    server_timeout=1200, renderInstanceSegmentation=True, visibilityScheme="Distance")  # fmt: skip
+    assert {k: seen[k] for k in expected} == expected
+    controller.stop()

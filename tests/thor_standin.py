@@ -38,6 +38,8 @@ LIFT_OFFSET = 0.16297650337219238
 LIFT_RANGE, EXTENSION_RANGE, WRIST_RANGE = (0.0, 1.0457), (0.0, 0.516), (100.0, 435.0)  # wrist unwrapped, degrees
 MAGNET_RADIUS = 0.3
 PICKUPABLE = {"AlarmClock", "Apple", "BasketBall", "Bowl", "Laptop", "Mug", "SprayBottle", "Vase", "Book", "Pencil"}
+THOR_TYPES = {"AlarmClock", "Apple", "BasketBall", "Bed", "Bowl", "Chair", "GarbageCan", "HousePlant", "Laptop",
+              "Mug", "Sofa", "SprayBottle", "Television", "Toilet", "Vase", "Book", "Pencil"}  # fmt: skip
 ERROR_CODES_THAT_RAISE = ("InvalidAction", "MissingArguments", "AmbiguousAction", "InvalidArgument")
 KNOWN_BUILDS = {"966bd7758586e05d18f6181f459c0e90ba318bec", "5e43486351ac6339c399c199e601c9dd18daecc3"}
 
@@ -47,6 +49,8 @@ class Faults:
     """What the next controllers do wrong: time out on an action, miss Vulkan, report another build."""
 
     timeout_on: deque = field(default_factory=deque)  # action names; each entry times out once
+    crash_on: deque = field(default_factory=deque)  # action names; Unity dies on each once
+    bad_houses: int = 0  # the next CreateHouse calls that fail (an asset missing)
     vulkan: bool = True
     build_commit: str = ""  # non-empty: `_build.commit_id` reports this whatever was asked
     started: int = 0  # controllers constructed (restarts included)
@@ -126,6 +130,10 @@ class Controller:
             FAULTS.timeout_on.popleft()
             self.server_alive = False  # ai2thor stops the server (kills Unity) before raising
             raise TimeoutError(f"Error encountered when running action {action} in scene Procedural.")
+        if FAULTS.crash_on and FAULTS.crash_on[0] == action["action"]:
+            FAULTS.crash_on.popleft()
+            self.server_alive = False  # any other server failure: ai2thor stops it and raises RuntimeError
+            raise RuntimeError(f"Error encountered when running action {action} in scene Procedural.")
         success, message, code, value = self._run(action)
         self.last_event = self._event(action, success, message, value, code)
         if not success and code in ERROR_CODES_THAT_RAISE:
@@ -144,6 +152,9 @@ class Controller:
 
     def _run(self, action: dict) -> tuple[bool, str, str, object]:
         name = action["action"]
+        if name == "CreateHouse" and FAULTS.bad_houses:
+            FAULTS.bad_houses -= 1
+            return False, "Asset 'missing-asset' could not be found in the procedural cache", "", None
         if name in ("Initialize", "Pass", "RandomizeMaterials", "ResetMaterials", "DisableSecondaryCamera",
                     "CreateHouse"):  # fmt: skip
             return True, "", "", None
@@ -206,7 +217,8 @@ class World:
         self.rooms = [(r["id"], [(p["x"], p["z"]) for p in r["floorPolygon"]]) for r in house["rooms"]]
         self.objects = {}
         for o in _objects(house["objects"]):
-            kind = o.get("objectType") or o["id"].split("|")[0]
+            prefix = o["id"].split("|")[0]
+            kind = o.get("objectType") or (prefix if prefix in THOR_TYPES else "Undefined")  # Objaverse: Undefined
             pos = o["position"]
             self.objects[o["id"]] = {"type": kind, "asset": o.get("assetId", ""), "x": pos["x"], "y": pos["y"],
                                      "z": pos["z"], "pickupable": o.get("pickupable", kind in PICKUPABLE)}  # fmt: skip

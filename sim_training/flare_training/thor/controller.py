@@ -4,7 +4,7 @@ One `StretchController` per env process owns one ai2thor `Controller`: it builds
 (`utils/constants/stretch_initialization_utils.py:STRETCH_ENV_ARGS`), resets houses with FLaRe's sequence
 (nav meshes, horizon 0, camera calibration, magnet hidden, object filter on), turns each of the 20 policy actions
 into FLaRe's ai2thor call (`agent_step`) and overwrites `lastActionSuccess` as FLaRe does, from the change in the
-robot's state. A Unity timeout restarts the controller (`ThorTimeout` tells the env to retry its episode).
+robot's state. A Unity timeout restarts the controller (`UnityLost` tells the env to retry its episode).
 
 ai2thor is imported only here and only when a controller starts, so the rest of the project runs without it.
 """
@@ -74,8 +74,25 @@ class ThorSetupError(RuntimeError):
     """AI2-THOR cannot start here as configured; the message says what to do."""
 
 
-class ThorTimeout(RuntimeError):
-    """Unity stopped answering; the controller was restarted and the episode must be run again."""
+class UnityLost(RuntimeError):
+    """Unity timed out or crashed; the controller was restarted and the episode must be run again."""
+
+
+class HouseError(RuntimeError):
+    """AI2-THOR could not build this house (`CreateHouse` failed, e.g. an asset missing): draw another."""
+
+
+def lost_unity(error: Exception) -> bool:
+    """Whether an ai2thor error means the Unity process is gone (ai2thor 5.0.0 `controller.step`: a timeout, or
+    any other server failure re-raised as RuntimeError after `server.stop()`; `RestartError` after a crash it
+    restarted itself; a send on the stopped server: "write to closed file")."""
+    text = str(error)
+    return (
+        isinstance(error, TimeoutError)
+        or type(error).__name__ == "RestartError"
+        or (isinstance(error, RuntimeError) and text.startswith("Error encountered when running action"))
+        or (isinstance(error, ValueError) and "write to closed file" in text)
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,8 @@ class StretchController:
         kwargs.update(self._server_and_hooks())
         try:
             self.controller = controller_class(**kwargs)
+        except TimeoutError:  # Unity started but did not answer in time: the caller retries
+            raise
         except Exception as error:
             raise _setup_error(error, self.config) from error
         built = getattr(getattr(self.controller, "_build", None), "commit_id", "") or ""
@@ -225,12 +244,15 @@ class StretchController:
 
     # -- ai2thor calls -------------------------------------------------------------------------------
     def step(self, action: str, **args):
-        """`controller.step`, with a Unity timeout turned into a restart and `ThorTimeout`."""
+        """`controller.step` as FLaRe's `StretchController.step` sends it (no image synthesis: no depth or
+        segmentation wanted), with a lost Unity turned into a restart and `UnityLost`."""
         try:
-            return self.controller.step(action=action, **args)
-        except TimeoutError as error:
+            return self.controller.step(action=action, renderImageSynthesis=False, **args)
+        except Exception as error:
+            if not lost_unity(error):
+                raise
             self._restart_after(error)
-            raise ThorTimeout(f"AI2-THOR timed out on {action}; the controller was restarted") from error
+            raise UnityLost(f"AI2-THOR lost on {action} ({error}); the controller was restarted") from error
 
     def _restart_after(self, error: Exception) -> None:
         """A fresh Unity process with the current house loaded; each attempt that times out again is retried."""
@@ -244,7 +266,9 @@ class StretchController:
                 if self.house is not None:
                     self._load(self.house)
                 return
-            except TimeoutError:
+            except Exception as again:
+                if not lost_unity(again):
+                    raise
                 continue
         raise ThorSetupError(
             f"AI2-THOR timed out and did not come back after {self.config.restarts} restarts ({error}); check the "
@@ -256,9 +280,11 @@ class StretchController:
         self.house = house
         try:
             self._load(house)
-        except TimeoutError as error:
+        except Exception as error:
+            if not lost_unity(error):
+                raise
             self._restart_after(error)
-            raise ThorTimeout("AI2-THOR timed out loading a house; the controller was restarted") from error
+            raise UnityLost(f"AI2-THOR lost loading a house ({error}); the controller was restarted") from error
 
     def _load(self, house: dict) -> None:
         scene = copy.deepcopy(house)
@@ -269,7 +295,10 @@ class StretchController:
              "standing": True},
         )  # fmt: skip
         scene["metadata"]["agent"]["horizon"] = 0
-        self.controller.reset(scene=scene)
+        event = self.controller.reset(scene=scene)
+        if not event.metadata["lastActionSuccess"]:  # CreateHouse is not raise_for_failure in ai2thor's reset
+            self.house = None
+            raise HouseError(f"AI2-THOR could not build the house: {event.metadata['errorMessage']}")
         self.calibrate()
         self.controller.step("ToggleMagnetVisibility", visible=False, raise_for_failure=True)
         self.controller.step("SetObjectFilter", objectIds=[])

@@ -9,6 +9,7 @@ controller and the episode is played again from its start (`info["timeout"]` mar
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from gymnasium import spaces
 
 from flare_core.actions import NO_PREVIOUS_ACTION, NUM_ACTIONS, action_by_index
 from flare_core.embodiments import STRETCH_RE1
-from flare_training.thor.controller import StretchController, ThorConfig, ThorTimeout
+from flare_training.thor.controller import HouseError, StretchController, ThorConfig, UnityLost
 from flare_training.thor.expert import ObjectNavExpert
 from flare_training.thor.houses import HouseSet
 from flare_training.thor.tasks import TASKS, TRAIN_TASKS, NoTask, Task, TaskSpec, sample_task
@@ -101,8 +102,9 @@ class ThorEnv(gym.Env):
                 index = self._house_index if keep else int(self.np_random.integers(len(self.houses)))
             try:
                 return self._start(family, index)
-            except NoTask:
-                self._house_uses = HOUSE_REPEATS  # this house cannot pose the task: draw another
+            except (NoTask, HouseError) as error:  # this house cannot pose the task: draw another
+                warnings.warn(f"{self.houses.path} house {index}: {error}; drawing another", stacklevel=2)
+                self._house_uses = HOUSE_REPEATS
         raise RuntimeError(f"{HOUSE_DRAWS} houses of {self.houses.path} in a row could not pose a {family} task")
 
     def _start(self, family: str, index: int, spec: TaskSpec | None = None):
@@ -117,7 +119,7 @@ class ThorEnv(gym.Env):
                     self._expert.start(self.task)
                     info["expert_action"] = self._expert.act()
                 return self._observation(), info
-            except ThorTimeout:
+            except UnityLost:
                 continue  # the controller restarted with its house loaded: pose the episode again
         raise RuntimeError(f"AI2-THOR timed out {RETRIES} times in a row starting an episode; see ~/.ai2thor/log")
 
@@ -160,7 +162,7 @@ class ThorEnv(gym.Env):
             info = dict(self._info(), success=success)
             if self._expert is not None:
                 info["expert_action"] = -1 if self._done else self._expert.act()
-        except ThorTimeout:  # the controller restarted; the next reset plays this episode again
+        except UnityLost:  # the controller restarted; the next reset plays this episode again
             self._done = True
             self._replay = self.task.spec
             info = dict(self._info(), timeout=True, expert_action=-1)
