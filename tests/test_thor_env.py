@@ -275,6 +275,14 @@ def test_episodes_end_at_the_step_limit_and_observations_follow_the_contract(hou
     env.close()
 
 
+def test_evaluation_episodes_take_spocs_step_limits(houses):
+    env = ThorEnv(config(houses), families=TASKS, split="eval")
+    limits = {f: env.reset(seed=0, options={"family": f, "house": 0})[0] and env.step_limit for f in TASKS}
+    assert limits == {"ObjectNavType": 600, "PickupType": 600, "FetchType": 600, "RoomVisit": 1000}
+    assert ThorEnv(config(houses), split="train").reset(seed=0) and ThorConfig().max_steps == 500
+    env.close()
+
+
 def test_houses_follow_their_split(houses):
     env = ThorEnv(config(houses), split="eval")
     assert env.houses.path.name == "val.jsonl.gz" and len(env.houses) == 4

@@ -30,7 +30,7 @@ def houses(tmp_path_factory):
 
 def thor_args(houses, max_steps: int = 60) -> list[str]:
     return ["--env", "thor", "--thor-houses", str(houses), "--thor-controller", "thor_standin:Controller",
-            "--thor-max-steps", str(max_steps)]  # fmt: skip
+            "--thor-max-steps", str(max_steps), "--thor-eval-steps", str(max_steps)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

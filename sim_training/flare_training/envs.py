@@ -45,7 +45,11 @@ class Simulator:
     @property
     def episode_steps(self) -> int:
         """The longest episode, which a model's KV-cache must hold."""
-        return self.thor.max_steps if self.thor else 100
+        if self.thor is None:
+            return 100
+        from flare_training.thor.env import step_limit
+
+        return max(step_limit(self.thor, split, f) for split in ("train", "eval") for f in self.families)
 
     def check(self, families: tuple[str, ...]) -> tuple[str, ...]:
         """The families as given, refused with the known ones where one is not this simulator's."""

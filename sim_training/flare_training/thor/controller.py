@@ -105,7 +105,8 @@ class ThorConfig:
     gpu_devices: str = ""  # comma-separated CUDA devices, env i renders on device i % count; empty: device 0
     commit: str = FLARE_THOR_COMMIT  # the AI2-THOR build to run (FLaRe's pinned one)
     controller: str = DEFAULT_CONTROLLER  # module:Class that drives AI2-THOR (tests pass a stand-in)
-    max_steps: int = 500  # episode step limit in training and evaluation (FLaRe trains with 500)
+    max_steps: int = 500  # training episodes' step limit (FLaRe's RL: 500)
+    eval_steps: int = 0  # evaluation episodes' step limit; 0: SPOC's (600, RoomVisit 1000)
     restarts: int = 3  # restarts after a Unity timeout before the error is raised
 
 

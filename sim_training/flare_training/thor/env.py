@@ -28,7 +28,15 @@ FRAME_SHAPE = (224, 384, 3)
 SUCCESS_REWARD = 10.0  # FLaRe: sparse, success only
 HOUSE_REPEATS = 15  # FLaRe's sampler forces a new house every 2000 // 128 = 15 episodes (a house load is slow)
 RETRIES = 3  # attempts at one episode start after Unity timeouts
+EVAL_STEPS = {"RoomVisit": 1000}  # SPOC's evaluation limits; every other family: 600
 HOUSE_DRAWS = 20  # houses tried in a row for a task before the split is called unfit
+
+
+def step_limit(config: ThorConfig, split: str, family: str) -> int:
+    """FLaRe trains with 500 steps; SPOC evaluates with 600 (`max_episode_configs.py`), RoomVisit with 1000."""
+    if split == "train":
+        return config.max_steps
+    return config.eval_steps or EVAL_STEPS.get(family, 600)
 
 
 class ThorEnv(gym.Env):
@@ -114,6 +122,7 @@ class ThorEnv(gym.Env):
             try:
                 self._pose(family, index, spec)
                 self.steps, self.prev_action, self._done = 0, NO_PREVIOUS_ACTION, False
+                self.step_limit = step_limit(self.config, self.split, family)
                 info = self._info()
                 if self._expert is not None:
                     self._expert.start(self.task)
@@ -157,7 +166,7 @@ class ThorEnv(gym.Env):
                 self.controller.agent_step(spec.index)
             self.prev_action = spec.index
             observation = self._observation()
-            truncated = not terminated and self.steps >= self.config.max_steps
+            truncated = not terminated and self.steps >= self.step_limit
             self._done = terminated or truncated
             info = dict(self._info(), success=success)
             if self._expert is not None:
