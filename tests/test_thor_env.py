@@ -507,3 +507,21 @@ def test_the_real_controller_gets_flares_server_asset_hook_and_arguments(houses,
                     server_timeout=1200, renderInstanceSegmentation=True, visibilityScheme="Distance")  # fmt: skip
     assert {k: seen[k] for k in expected} == expected
     controller.stop()
+
+
+@pytest.mark.parametrize(
+    "error, advice",
+    [
+        (RuntimeError("`nvidia-smi` failed to run. To use CloudRendering, please ensure you have nvidia GPUs "
+                      "installed."), "NVIDIA GPU with Vulkan"),
+        (Exception("Platform Linux64 failed validation with the following errors: No valid X display found\n"
+                   "  Linux64 requires a X11 server"), "--thor-platform CloudRendering"),
+        (ValueError("Invalid commit_id: 966bd - no build exists for arch=Linux platforms=Linux64"), "cannot be fetched"),
+    ],
+)  # fmt: skip
+def test_start_failures_say_what_to_do(error, advice):
+    """ai2thor's own messages (controller.py, platform.py) turned into one line with what to do."""
+    from flare_training.thor.controller import _setup_error
+
+    message = str(_setup_error(error, ThorConfig()))
+    assert advice in message and "\n" not in message
