@@ -516,7 +516,8 @@ def test_the_real_controller_gets_flares_server_asset_hook_and_arguments(houses,
                       "installed."), "NVIDIA GPU with Vulkan"),
         (Exception("Platform Linux64 failed validation with the following errors: No valid X display found\n"
                    "  Linux64 requires a X11 server"), "--thor-platform CloudRendering"),
-        (ValueError("Invalid commit_id: 966bd - no build exists for arch=Linux platforms=Linux64"), "cannot be fetched"),
+        (ValueError("Invalid commit_id: 966bd - no build exists for arch=Linux platforms=Linux64"),
+         "cannot be fetched"),
     ],
 )  # fmt: skip
 def test_start_failures_say_what_to_do(error, advice):
