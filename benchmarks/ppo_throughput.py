@@ -58,7 +58,8 @@ def main() -> None:
             model = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
             init = str(save_checkpoint(Path(tmp) / "init" / "checkpoint.pt", model, adapter, kind="bc"))
         config = PPOConfig(out=f"{tmp}/run", init=init, eval_every=10**12, eval_episodes=1, final_eval_episodes=0,
-                           critic_warmup_updates=1, env_workers=args.env_workers)  # fmt: skip
+                           env_workers=args.env_workers)  # fmt: skip
+        config.critic_warmup_steps = config.batch_steps  # one value-only update, then the full update is timed
         config.total_env_steps = config.batch_steps * args.updates
         where = f"{config.env_workers} lanes, a worker process each" if config.env_workers else "the learner's process"
         print(f"PPO: {config.num_envs} envs in {where}, {config.rollout}-step rollouts, {config.epochs} epochs, "

@@ -199,7 +199,7 @@ def test_the_il_import_fine_tunes_with_ppo_and_exports(upstream, il_run, tmp_pat
     out = tmp_path / "ppo"
     main(["ppo", "--init", str(upstream["root"] / "il"), "--out", str(out), "--num-envs", "2", "--rollout", "4",
           "--total-env-steps", "16", "--epochs", "2", "--minibatches", "1", "--env-workers", "0",
-          "--critic-warmup-updates", "1", "--families", "objectnav", "--eval-every", "1000000",
+          "--critic-warmup-steps", "8", "--families", "objectnav", "--eval-every", "1000000",
           "--eval-episodes", "1", "--final-eval-episodes", "0"])  # fmt: skip
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2]

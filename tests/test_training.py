@@ -155,7 +155,7 @@ def _tiny_ppo(out: Path, init: Path, updates: int, **kw) -> PPOConfig:
         eval_every=10**9,
         eval_episodes=1,
         final_eval_episodes=0,
-        critic_warmup_updates=1,
+        critic_warmup_steps=2 * 16,
         **kw,
     )
 
@@ -251,7 +251,7 @@ def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "flare_training", "ppo", "--out", str(out), "--init", str(tiny_checkpoint),
            "--num-envs", "2", "--rollout", "16", "--total-env-steps", str(2 * 16 * 40), "--eval-every", "1000000000",
-           "--eval-episodes", "1", "--final-eval-episodes", "0", "--critic-warmup-updates", "1"]  # fmt: skip
+           "--eval-episodes", "1", "--final-eval-episodes", "0", "--critic-warmup-steps", "32"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     metrics = out / "metrics.jsonl"
 
@@ -287,7 +287,8 @@ def test_cli_help_explains_each_hyper_parameter_from_its_config(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "FLaRe: no entropy bonus; ablation: 0.01 (default: 0.0)" in text
     assert "Processes stepping the envs, each its own lane of them" in text
-    assert "value-only updates before the policy moves; 0 disables (default: 5)" in text
+    assert "env steps of value-only updates before the policy moves; 0: none (default: 200000)" in text
+    assert "FLaRe: no; per-minibatch normalisation as CleanRL does (default: False)" in text
 
 
 OLD_NAMES = (  # today's decoder parameter names -> the names checkpoints had before

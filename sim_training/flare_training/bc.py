@@ -19,6 +19,7 @@ from flare_training.envs import Simulator, get_simulator
 from flare_training.evaluate import evaluate_policy, save_results
 from flare_training.inputs import ACTION_MASK, ObservationAdapter
 from flare_training.model import ActorCritic, ModelConfig
+from flare_training.rundir import RunLock
 from flare_training.thor.controller import ThorConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
@@ -141,6 +142,11 @@ def bc_loss(model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK) -
 
 
 def train_bc(config: BCConfig) -> Path:
+    with RunLock(config.out):
+        return _train_bc(config)
+
+
+def _train_bc(config: BCConfig) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)

@@ -18,6 +18,7 @@ from pathlib import Path
 from flare_sim import FAMILIES
 from flare_sim.vector import EnvWorkerError
 from flare_training.envs import ENVS
+from flare_training.rundir import RunDirectoryBusy
 from flare_training.thor.controller import ThorSetupError
 from flare_training.thor.tasks import TASKS as THOR_TASKS
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         _run(args)
-    except (ThorSetupError, EnvWorkerError, ValueError) as err:  # a setting that cannot work: say what to do
+    except (ThorSetupError, EnvWorkerError, RunDirectoryBusy, ValueError) as err:  # say what to do, in one line
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -26,12 +26,15 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from flare_training import distributed
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator, simulator_of
 from flare_training.evaluate import choose, evaluate_policy, save_results
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
+from flare_training.rundir import RunLock
 from flare_training.thor.controller import ThorConfig
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
@@ -46,7 +49,7 @@ class PPOConfig:
     num_envs: int = 32  # split over the env lanes; 32 amortises per-step overheads best on 2 cores (measured)
     rollout: int = 128
     epochs: int = 4
-    minibatches: int = 4  # over envs: sequences stay whole
+    minibatches: int = 1  # FLaRe: 1 (the whole rollout per step); split over envs, sequences stay whole
     lr: float = 2e-5
     lr_multiplier: float = 1.0  # ablation: 10
     entropy_coef: float = 0.0  # FLaRe: no entropy bonus; ablation: 0.01
@@ -55,7 +58,8 @@ class PPOConfig:
     gae_lambda: float = 0.95
     max_grad_norm: float = 0.5
     value_coef: float = 0.5
-    critic_warmup_updates: int = 5  # value-only updates before the policy moves; 0 disables
+    critic_warmup_steps: int = 200_000  # FLaRe: env steps of value-only updates before the policy moves; 0: none
+    normalize_advantages: bool = False  # FLaRe: no; per-minibatch normalisation as CleanRL does
     shared_critic: bool = False  # ablation: value head on the actor's network
     # Task families to train on; empty: the simulator's training families (evaluation at the end: all of them).
     families: tuple[str, ...] = ()
@@ -210,7 +214,7 @@ def gae(rewards, values, dones, bootstrap, gamma, lam):
 
 
 def ppo_losses(
-    model, batch, index, actions, old_logprob, advantages, returns, clip, mask=ACTION_MASK
+    model, batch, index, actions, old_logprob, advantages, returns, clip, mask=ACTION_MASK, normalize=False
 ) -> dict[str, torch.Tensor]:
     """Clipped surrogate, value loss and entropy for whole-sequence rows; also KL and clip-fraction stats.
 
@@ -219,20 +223,22 @@ def ppo_losses(
     """
     logits, values = model.sequence(batch)
     return {
-        **policy_terms(logits, index, actions, old_logprob, advantages, clip, mask),
+        **policy_terms(logits, index, actions, old_logprob, advantages, clip, mask, normalize),
         "value_loss": value_loss(values, index, returns),
     }
 
 
-def policy_terms(logits, index, actions, old_logprob, advantages, clip, mask=ACTION_MASK) -> dict[str, torch.Tensor]:
+def policy_terms(
+    logits, index, actions, old_logprob, advantages, clip, mask=ACTION_MASK, normalize=False
+) -> dict[str, torch.Tensor]:
     """The actor's side of `ppo_losses`: clipped surrogate, entropy, approximate KL and clip fraction; `mask`:
-    the simulator's embodiment (masked actions never count)."""
+    the simulator's embodiment (masked actions never count); `normalize`: advantages to zero mean, unit std."""
     idx = index[:, :-1]
     logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~mask, float("-inf")), -1)
     logprob = logp_all.gather(2, actions[..., None])[..., 0]
     entropy = -(logp_all.exp() * logp_all.masked_fill(~mask, 0.0)).sum(-1).mean()
     ratio = (logprob - old_logprob).exp()
-    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8) if normalize else advantages
     policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
     with torch.no_grad():
         approx_kl = ((ratio - 1) - ratio.log()).mean()
@@ -271,7 +277,7 @@ class SeparateNetworkStep:
         critic_done = self._pool.submit(critic)
         with torch.set_grad_enabled(not warmup):  # warm-up: value-only, the actor's terms are statistics
             terms = policy_terms(model.actor.sequence(mb)["logits"], index, actions, old_logprob, advantages,
-                                 config.clip, mask)  # fmt: skip
+                                 config.clip, mask, config.normalize_advantages)  # fmt: skip
             if not warmup:
                 actor_loss(terms, config).backward()
         terms["value_loss"] = critic_done.result()
@@ -296,7 +302,166 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0])[:, None], index]
 
 
+@dataclass
+class Rollout:
+    """`rollout` steps of every env: per-step tensors [T, B] (inputs, action, logprob, reward, done), the episode
+    prefixes before them and the observation after them (the bootstrap)."""
+
+    prefix: list
+    steps: dict[str, torch.Tensor]
+    last: dict[str, torch.Tensor]
+
+
+class RolloutCollector:
+    """Steps the env lanes under the current policy (PPO's and GRPO's one collector).
+
+    At each rollout start the KV-caches are rebuilt from every env's episode so far with the current weights;
+    then, pipelined, one lane's envs step while the learner decides for the other. Masked actions are never
+    sampled (the simulator's embodiment). Ended episodes leave the history and the cache; their outcomes are
+    kept per family (`recent`).
+    """
+
+    def __init__(self, model, adapter, config: PPOConfig, sim: Simulator, families: tuple[str, ...], seed: int):
+        self.model, self.adapter, self.rollout = model, adapter, config.rollout
+        self.mask = sim.action_mask
+        self.lanes, first_envs = make_lanes(model, adapter, config, sim, families)
+        for lane, first in zip(self.lanes, first_envs, strict=True):
+            lane.reset(seed=seed + first)
+        self.generator = torch.Generator().manual_seed(seed * 7919)
+        self.recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))  # family -> recent outcomes
+        # One step's input shapes, for padding prefixes (zeros: only shapes and dtypes are read).
+        self.template = {
+            "visual": torch.zeros(model.visual.out_dim),
+            "goal": torch.zeros(model.config.max_goal_tokens, dtype=torch.long),
+            **{k: torch.zeros((), dtype=torch.long) for k in ("prev_action", "holding", "step")},
+        }
+
+    def step_inputs(self, lane: EnvLane) -> dict[str, torch.Tensor]:
+        inputs = self.adapter.step_inputs(lane.obs)
+        inputs["visual"] = torch.from_numpy(lane.obs["visual"])  # FrozenVisualFeatures, where the envs ran
+        inputs["step"] = lane.cache.step
+        return inputs
+
+    def decide(self, lane: EnvLane) -> None:
+        """Choose the lane's next actions under the current policy and set its envs stepping."""
+        inputs = self.step_inputs(lane)
+        logits = self.model.actor.step(inputs, lane.cache)["logits"]
+        action = choose(logits, greedy=False, generator=self.generator, mask=self.mask)
+        logprob = torch.log_softmax(logits.masked_fill(~self.mask, float("-inf")), -1).gather(1, action[:, None])
+        lane.envs.step_async(action.numpy())
+        lane.inputs = inputs
+        for k in _STEP_KEYS:
+            lane.store[k].append(inputs[k])
+        lane.store["action"].append(action)
+        lane.store["logprob"].append(logprob[:, 0])
+
+    def take(self, lane: EnvLane) -> None:
+        """The outcome of the lane's step in flight; ended episodes leave the history and the cache."""
+        lane.obs, reward, terminated, truncated, info = lane.envs.step_wait()
+        done = terminated | truncated
+        lane.store["reward"].append(torch.as_tensor(reward, dtype=torch.float32))
+        lane.store["done"].append(torch.as_tensor(done, dtype=torch.float32))
+        lane.history.add(lane.inputs, done)
+        rows = np.flatnonzero(done)
+        if len(rows):
+            lane.cache.reset(torch.as_tensor(rows))
+            for i in rows:
+                self.recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
+
+    @torch.no_grad()
+    def collect(self) -> Rollout:
+        self.model.eval()
+        prefix = [list(s) for lane in self.lanes for s in lane.history.steps]
+        for lane in self.lanes:
+            lengths = lane.history.lengths()
+            pre = _pad_rows(lane.history.steps, int(lengths.max()), self.template)
+            pre["episode"] = torch.zeros_like(pre["step"])
+            self.model.actor.prime(pre, lengths, lane.cache)
+            lane.store.clear()
+        for t in range(self.rollout):
+            for lane in self.lanes:
+                if t:
+                    self.take(lane)
+                self.decide(lane)
+        for lane in self.lanes:
+            self.take(lane)
+        bootstrap = [self.step_inputs(lane) for lane in self.lanes]  # the observation after the rollout
+        last = {k: torch.cat([b[k] for b in bootstrap]) for k in _STEP_KEYS}
+        steps = {k: torch.cat([torch.stack(lane.store[k]) for lane in self.lanes], dim=1) for k in self.lanes[0].store}
+        return Rollout(prefix, steps, last)
+
+    def close(self) -> None:
+        for lane in self.lanes:
+            lane.close()
+
+
+@torch.no_grad()
+def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=None) -> tuple[dict, float]:
+    """Whole-sequence rows, old log-probs and values under the current weights, GAE advantages and returns; also
+    how far the rollout's cached log-probs are from the sequence pass (0 up to float error)."""
+    roll = rollout.steps
+    seq = build_sequences(rollout.prefix, {k: roll[k] for k in _STEP_KEYS}, roll["done"], rollout.last)
+    index = seq.pop("index")
+    logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
+    values = _gather(values, index)  # [B, T+1]
+    old_logits = _gather(logits, index[:, :-1]).masked_fill(~mask, float("-inf"))
+    old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
+    advantages, returns = gae(roll["reward"], values[:, :-1].T, roll["done"], values[:, -1], config.gamma,
+                              config.gae_lambda)  # fmt: skip
+    batch = {"seq": seq, "index": index, "action": roll["action"].T, "old_logprob": old_logprob,
+             "advantages": advantages.T, "returns": returns.T}  # fmt: skip
+    return batch, (old_logprob - roll["logprob"].T).abs().max().item()
+
+
+def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, warmup: bool, separate_step=None,
+               sync: GradientSync | None = None, batch_total: int | None = None) -> dict[str, list[float]]:  # fmt: skip
+    """Epochs x minibatches of whole env sequences. With DD-PPO (`sync`), each minibatch's gradients are scaled
+    by this rank's share of the global minibatch (`batch_total` rows in all) and summed over ranks before
+    clipping and the step (AllenAct's rule), so every rank takes the same step."""
+    model.train()
+    seq, index = batch["seq"], batch["index"]
+    n = index.shape[0]
+    stats = defaultdict(list)
+    for _ in range(config.epochs):
+        # Rows of similar length share a minibatch (less padding); ties broken at random, order shuffled.
+        by_length = sorted(torch.randperm(n).tolist(), key=lambda r: int(index[r, 0]) // 16)
+        chunks = torch.tensor(by_length).chunk(config.minibatches)
+        for c in torch.randperm(len(chunks)).tolist():
+            rows = chunks[c]
+            width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
+            mb = {k: v[rows, :width] for k, v in seq.items()}
+            args = tuple(batch[k][rows] for k in ("index", "action", "old_logprob", "advantages", "returns"))
+            optimizer.zero_grad()
+            if separate_step is not None:
+                terms = separate_step(model, mb, *args, config, warmup, mask)
+            else:
+                terms = ppo_losses(model, mb, *args, config.clip, mask, config.normalize_advantages)
+                loss = config.value_coef * terms["value_loss"]
+                if not warmup:
+                    loss = loss + actor_loss(terms, config)
+                loss.backward()
+            if sync is not None:
+                sync(len(rows), (batch_total or n) / config.minibatches)
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            for k, v in terms.items():
+                stats[k].append(v.item())
+    return stats
+
+
 def train_ppo(config: PPOConfig) -> Path:
+    """The run: one process, or one rank of `torchrun` (DD-PPO); rank 0 holds the run directory's lock."""
+    ranks = distributed.setup()
+    try:
+        if ranks.main:
+            with RunLock(config.out):
+                return _train(config, ranks)
+        return _train(config, ranks)
+    finally:
+        distributed.teardown(ranks)
+
+
+def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -320,6 +485,7 @@ def train_ppo(config: PPOConfig) -> Path:
     check_simulator(payload, sim, model.config.max_context)
     mask = sim.action_mask
     params = [p for p in model.parameters() if p.requires_grad]
+    distributed.broadcast_parameters(model, ranks)
     # A separate critic's update runs beside the actor's, each on one thread, where there are two threads.
     separate_step = SeparateNetworkStep() if model.critic is not None and update_threads >= 2 else None
     optimizer = torch.optim.Adam(params, lr=config.lr * config.lr_multiplier, eps=1e-5)
@@ -334,139 +500,46 @@ def train_ppo(config: PPOConfig) -> Path:
             raise RuntimeError(f"{ckpt_path}: its optimizer state fits an older parameter layout; {fix}") from None
         update, env_steps, evals = payload["update"], payload["env_steps"], payload["evals"]
         torch.set_rng_state(payload["torch_rng"])
-        print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
-    else:
+        if ranks.main:
+            print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
+    elif ranks.main:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    total_updates = -(-config.total_env_steps // config.batch_steps)
-    writer = SummaryWriter(out / "tb")
-    metrics_log = open(out / "metrics.jsonl", "a")
+    global_batch = config.batch_steps * ranks.world
+    total_updates = -(-config.total_env_steps // global_batch)
+    writer = SummaryWriter(out / "tb") if ranks.main else None
+    metrics_log = open(out / "metrics.jsonl", "a") if ranks.main else None
+    sync = GradientSync(params, ranks) if ranks.distributed else None
 
-    # --- environments (fresh episodes on resume: a killed run's env state is gone) ----------------------
-    n, T = config.num_envs, config.rollout
-    lanes, first_envs = make_lanes(model, adapter, config, sim, families)
-    for lane, first in zip(lanes, first_envs, strict=True):
-        lane.reset(seed=config.seed * 100_003 + update + first)
-    recent = defaultdict(lambda: deque(maxlen=100))  # family -> recent training-episode outcomes
-    generator = torch.Generator().manual_seed(config.seed * 7919 + update)
-    # One step's input shapes, for padding prefixes (zeros: only shapes and dtypes are read).
-    step_template = {
-        "visual": torch.zeros(model.visual.out_dim),
-        "goal": torch.zeros(model.config.max_goal_tokens, dtype=torch.long),
-        **{k: torch.zeros((), dtype=torch.long) for k in ("prev_action", "holding", "step")},
-    }
+    # --- environments (fresh episodes on resume: a killed run's env state is gone); each rank its own houses --
+    seed = config.seed * 100_003 + update + ranks.rank * config.num_envs
+    collector = RolloutCollector(model, adapter, config, sim, families, seed)
 
-    def step_inputs(lane: EnvLane) -> dict[str, torch.Tensor]:
-        inputs = adapter.step_inputs(lane.obs)
-        inputs["visual"] = torch.from_numpy(lane.obs["visual"])  # FrozenVisualFeatures, where the envs ran
-        inputs["step"] = lane.cache.step
-        return inputs
-
-    def decide(lane: EnvLane) -> None:
-        """Choose the lane's next actions under the current policy and set its envs stepping."""
-        inputs = step_inputs(lane)
-        logits = model.actor.step(inputs, lane.cache)["logits"]
-        action = choose(logits, greedy=False, generator=generator, mask=mask)
-        masked = logits.masked_fill(~mask, float("-inf"))
-        logprob = torch.log_softmax(masked, -1).gather(1, action[:, None])[:, 0]
-        lane.envs.step_async(action.numpy())
-        lane.inputs = inputs
-        for k in _STEP_KEYS:
-            lane.store[k].append(inputs[k])
-        lane.store["action"].append(action)
-        lane.store["logprob"].append(logprob)
-
-    def collect(lane: EnvLane) -> None:
-        """Take the outcome of the lane's step in flight; ended episodes leave the history and the cache."""
-        lane.obs, reward, terminated, truncated, info = lane.envs.step_wait()
-        done = terminated | truncated
-        lane.store["reward"].append(torch.as_tensor(reward, dtype=torch.float32))
-        lane.store["done"].append(torch.as_tensor(done, dtype=torch.float32))
-        lane.history.add(lane.inputs, done)
-        rows = np.flatnonzero(done)
-        if len(rows):
-            lane.cache.reset(torch.as_tensor(rows))
-            for i in rows:
-                recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
-
-    def evaluate_now(episodes: int, families: tuple[str, ...]) -> dict:
+    def evaluate_now(episodes: int) -> dict:
         return evaluate_policy(model, adapter, families, episodes, seed=config.seed, progress=False, sim=sim)
 
-    if not evals:
-        evals.append({"env_steps": 0, "results": evaluate_now(config.eval_episodes, families)})
-    bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update")
+    if not evals and ranks.main:
+        evals.append({"env_steps": 0, "results": evaluate_now(config.eval_episodes)})
+    bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update", disable=not ranks.main)
     start_time, start_steps = time.perf_counter(), env_steps
     while update < total_updates:
         update += 1
-        model.eval()
         torch.set_num_threads(rollout_threads)
         rollout_start = time.perf_counter()
-        # --- rollout: KV-caches primed with each env's episode so far, under the current weights -----------
-        prefix = [list(s) for lane in lanes for s in lane.history.steps]
-        with torch.no_grad():
-            for lane in lanes:
-                lengths = lane.history.lengths()
-                pre = _pad_rows(lane.history.steps, int(lengths.max()), step_template)
-                pre["episode"] = torch.zeros_like(pre["step"])
-                model.actor.prime(pre, lengths, lane.cache)
-                lane.store.clear()
-            # Pipelined: while one lane's envs step, the learner takes the other lane's outcome and decides.
-            for t in range(T):
-                for lane in lanes:
-                    if t:
-                        collect(lane)
-                    decide(lane)
-            for lane in lanes:
-                collect(lane)
-            bootstrap = [step_inputs(lane) for lane in lanes]  # the observation after the rollout, per lane
-            last = {k: torch.cat([b[k] for b in bootstrap]) for k in _STEP_KEYS}
-        env_steps += n * T
-        roll = {k: torch.cat([torch.stack(lane.store[k]) for lane in lanes], dim=1) for k in lanes[0].store}  # [T, B]
-
-        # --- sequences, old log-probs and values under the current weights, advantages ---------------------
+        rollout = collector.collect()
+        warmup = env_steps < config.critic_warmup_steps  # value-only updates while the critic catches up
+        env_steps += global_batch
         torch.set_num_threads(1 if separate_step is not None else update_threads)  # the update's threads
-        seq = build_sequences(prefix, {k: roll[k] for k in _STEP_KEYS}, roll["done"], last)
-        index = seq.pop("index")
-        with torch.no_grad():
-            logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
-            values = _gather(values, index)  # [B, T+1]
-            old_logits = _gather(logits, index[:, :-1]).masked_fill(~mask, float("-inf"))
-            old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
-        cache_vs_sequence = (old_logprob - roll["logprob"].T).abs().max().item()
-        advantages, returns = gae(
-            roll["reward"], values[:, :-1].T, roll["done"], values[:, -1], config.gamma, config.gae_lambda
-        )
-        advantages, returns = advantages.T, returns.T  # [B, T]
-
-        # --- optimise: epochs x minibatches of whole env sequences -------------------------------------------
+        batch, cache_vs_sequence = ppo_batch(model, rollout, config, mask, separate_step)
         update_start = time.perf_counter()
-        model.train()
-        warmup = update <= config.critic_warmup_updates
-        stats = defaultdict(list)
-        for _ in range(config.epochs):
-            # Rows of similar length share a minibatch (less padding); ties broken at random, order shuffled.
-            by_length = sorted(torch.randperm(n).tolist(), key=lambda r: int(index[r, 0]) // 16)
-            chunks = torch.tensor(by_length).chunk(config.minibatches)
-            for c in torch.randperm(len(chunks)).tolist():
-                rows = chunks[c]
-                width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
-                mb = {k: v[rows, :width] for k, v in seq.items()}
-                args = (index[rows], roll["action"].T[rows], old_logprob[rows], advantages[rows], returns[rows])
-                optimizer.zero_grad()
-                if separate_step is not None:
-                    terms = separate_step(model, mb, *args, config, warmup, mask)
-                else:
-                    terms = ppo_losses(model, mb, *args, config.clip, mask)
-                    loss = config.value_coef * terms["value_loss"]
-                    if not warmup:
-                        loss = loss + actor_loss(terms, config)
-                    loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                for k, v in terms.items():
-                    stats[k].append(v.item())
+        stats = ppo_update(model, optimizer, params, batch, config, mask, warmup, separate_step, sync,
+                           config.num_envs * ranks.world)  # fmt: skip
+        spread = distributed.param_spread(params, ranks)
+        if not ranks.main:
+            continue
 
-        # --- log, evaluate, checkpoint -------------------------------------------------------------------------
+        # --- log, evaluate, checkpoint (rank 0) ------------------------------------------------------------
         sps = (env_steps - start_steps) / (time.perf_counter() - start_time)
+        recent = collector.recent
         row = {
             "update": update,
             "env_steps": env_steps,
@@ -475,6 +548,8 @@ def train_ppo(config: PPOConfig) -> Path:
             "update_s": time.perf_counter() - update_start,
             "critic_warmup": warmup,
             "cache_vs_sequence_logprob": cache_vs_sequence,
+            "ranks": ranks.world,
+            "param_spread": spread,
             **{k: float(np.mean(v)) for k, v in stats.items()},
             **{f"train_success/{f}": float(np.mean(r)) for f, r in recent.items() if r},
         }
@@ -484,7 +559,7 @@ def train_ppo(config: PPOConfig) -> Path:
         metrics_log.write(json.dumps(row) + "\n")
         metrics_log.flush()
         if env_steps // config.eval_every > evals[-1]["env_steps"] // config.eval_every or update == total_updates:
-            results = evaluate_now(config.eval_episodes, families)
+            results = evaluate_now(config.eval_episodes)
             evals.append({"env_steps": env_steps, "results": results})
             for f, r in results.items():
                 writer.add_scalar(f"eval_success/{f}", r["success"], env_steps)
@@ -500,8 +575,9 @@ def train_ppo(config: PPOConfig) -> Path:
     bar.close()
     if separate_step is not None:
         separate_step.close()
-    for lane in lanes:
-        lane.close()
+    collector.close()
+    if not ranks.main:
+        return ckpt_path
     metrics_log.close()
     (out / "evals.json").write_text(json.dumps(evals, indent=2) + "\n")
     if config.final_eval_episodes:
