@@ -1,0 +1,163 @@
+"""DD-PPO on torch.distributed (gloo here): the 2-rank update is the 1-rank update over the union of both ranks'
+rollouts, parameters stay identical, torchrun runs resume after a kill, and a run directory has one writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from flare_training.distributed import GradientSync, Ranks
+from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.model import ActorCritic, ModelConfig
+from flare_training.ppo import PPOConfig, build_sequences, ppo_update
+
+ENVS, T = 4, 6
+
+
+def tiny_model() -> ActorCritic:
+    torch.manual_seed(0)
+    adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+    config = ModelConfig(d_model=32, layers=1, heads=2, vocab_size=len(adapter.tokenizer))
+    return ActorCritic(config, adapter.camera_shapes)
+
+
+def synthetic_batch(model: ActorCritic, seed: int) -> dict:
+    """A rollout's PPO batch of ENVS whole rows (no prefix), old log-probs from the model itself."""
+    g = torch.Generator().manual_seed(seed)
+    rollout = {
+        "visual": torch.randn(T, ENVS, model.visual.out_dim, generator=g),
+        "goal": torch.randint(2, 10, (T, ENVS, model.config.max_goal_tokens), generator=g),
+        "prev_action": torch.randint(0, 20, (T, ENVS), generator=g),
+        "holding": torch.zeros(T, ENVS, dtype=torch.long),
+        "step": torch.arange(T)[:, None].expand(T, ENVS).clone(),
+    }
+    last = {k: v[-1] for k, v in rollout.items()}
+    dones = torch.zeros(T, ENVS)
+    seq = build_sequences([[] for _ in range(ENVS)], rollout, dones, last)
+    index = seq.pop("index")
+    action = torch.tensor([0, 1, 2, 4])[torch.randint(0, 4, (ENVS, T), generator=g)]  # gridhouse-valid actions
+    with torch.no_grad():
+        logits = model.actor.sequence(seq)["logits"]
+        logp = torch.log_softmax(logits[torch.arange(ENVS)[:, None], index[:, :-1]].masked_fill(~ACTION_MASK, -1e9), -1)
+    old = logp.gather(2, action[..., None])[..., 0] + 0.05 * torch.randn(ENVS, T, generator=g)
+    return {"seq": seq, "index": index, "action": action, "old_logprob": old,
+            "advantages": torch.randn(ENVS, T, generator=g), "returns": torch.randn(ENVS, T, generator=g)}  # fmt: skip
+
+
+def rows(batch: dict, keep: slice) -> dict:
+    return {
+        "seq": {k: v[keep] for k, v in batch["seq"].items()},
+        **{k: v[keep] for k, v in batch.items() if k != "seq"},
+    }
+
+
+CONFIG = PPOConfig(epochs=2, minibatches=1)
+
+
+def run_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(100 + rank)  # the shuffles differ per rank; with one minibatch they do not matter
+    model = tiny_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
+    sync = GradientSync(params, Ranks(rank, world))
+    half = ENVS // world
+    for update in range(updates):
+        batch = rows(synthetic_batch(model, seed=update), slice(rank * half, (rank + 1) * half))
+        ppo_update(model, optimizer, params, batch, CONFIG, ACTION_MASK, False, sync=sync, batch_total=ENVS)
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        queue.put([g.tolist() for g in gathered])
+    dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_take_the_one_rank_step_over_the_union_and_stay_identical():
+    updates = 3
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=run_rank, args=(r, 2, port, updates, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    rank_params = queue.get(timeout=240)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert rank_params[0] == rank_params[1]  # bit for bit: every rank applied the same all-reduced step
+
+    model = tiny_model()  # one process, both halves at once
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
+    for update in range(updates):
+        ppo_update(model, optimizer, params, synthetic_batch(model, seed=update), CONFIG, ACTION_MASK, False)
+    single = torch.cat([p.detach().reshape(-1) for p in params])
+    assert (torch.tensor(rank_params[0]) - single).abs().max().item() <= 1e-6
+    assert (single - torch.cat([p.detach().reshape(-1) for p in tiny_model().parameters()])).abs().max() > 1e-4
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+            "flare_training", *args]  # fmt: skip
+
+
+def ppo_args(out, init, updates: int) -> list[str]:
+    return ["ppo", "--out", str(out), "--init", str(init), "--num-envs", "2", "--rollout", "8", "--env-workers", "0",
+            "--total-env-steps", str(2 * 2 * 8 * updates), "--critic-warmup-steps", "0", "--eval-every", "1000000000",
+            "--eval-episodes", "1", "--final-eval-episodes", "0", "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from flare_training.checkpoint import save_checkpoint
+
+    adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+    path = tmp_path_factory.mktemp("init") / "checkpoint.pt"
+    return save_checkpoint(path, tiny_model(), adapter, kind="bc")
+
+
+def test_torchrun_two_ranks_train_resume_after_a_kill_and_keep_one_writer(tmp_path, tiny_checkpoint):
+    out = tmp_path / "run"
+    metrics = out / "metrics.jsonl"
+    proc = subprocess.Popen(torchrun(*ppo_args(out, tiny_checkpoint, 400)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.5)
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        assert rows[-1]["ranks"] == 2 and all(r["param_spread"] == 0.0 for r in rows)
+        assert rows[0]["env_steps"] == 2 * 2 * 8  # the global batch: both ranks' envs
+        second = subprocess.run([sys.executable, "-m", "flare_training", *ppo_args(out, tiny_checkpoint, 400)],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert second.returncode == 2 and "is being written by a running trainer" in second.stderr, second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)  # torchrun stops its ranks (they run in sessions of their own)
+        proc.wait(timeout=60)
+    done = max(json.loads(line)["update"] for line in metrics.read_text().splitlines())
+    resumed = subprocess.run(torchrun(*ppo_args(out, tiny_checkpoint, done + 2)), capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"from update {done}" in resumed.stdout or f"from update {done - 1}" in resumed.stdout
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert rows[-1]["update"] == done + 2 and rows[-1]["param_spread"] == 0.0
