@@ -4,6 +4,7 @@ actor with cross-entropy over whole-episode sequences (block-causal, exactly as 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -142,6 +143,8 @@ def bc_loss(model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK) -
 
 
 def train_bc(config: BCConfig) -> Path:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("bc runs as one process (its data is collected once); start it without torchrun")
     with RunLock(config.out):
         return _train_bc(config)
 
