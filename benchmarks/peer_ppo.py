@@ -1,0 +1,141 @@
+"""Our FLaRe PPO beside what a user would pick instead, on the same gridhouse task and observations, one run.
+
+The peer is sb3-contrib's `RecurrentPPO` (an LSTM policy; the recurrent PPO a new user finds first), used as its
+documentation shows: `MultiInputLstmPolicy`, its default hyper-parameters, `make_vec_env` with the same number
+of envs. It sees the gridhouse through a gymnasium wrapper with the same information: the navigation frame as
+an image, the manipulation frame and the goal's word ids as vectors, the previous action and whether something
+is held; its actions are the gridhouse's valid ones (what our mask allows). Both start from scratch (ours: a
+fresh policy over a frozen, randomly initialised CNN, since our PPO never trains the visual encoder) on
+ObjectNav + Pickup with the same env-step budget, then are evaluated on the same unseen houses.
+
+Sample Factory's APPO is not measured: sample-factory 2.1.1 pins gymnasium 0.29.1 and numpy < 2, which the
+gridhouse (gymnasium 1.4.0, minigrid 3.2.0) does not run on.
+
+    .venv/bin/pip install -r benchmarks/requirements-peer.txt
+    .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50]
+
+Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` last (env steps per second, training
+included), and each method's success on unseen houses after the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from flare_core.actions import NO_PREVIOUS_ACTION, NUM_ACTIONS
+from flare_sim import GridhouseEnv
+from flare_training.checkpoint import load_checkpoint, save_checkpoint
+from flare_training.evaluate import evaluate_policy
+from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.model import ActorCritic, ModelConfig
+from flare_training.ppo import PPOConfig, train_ppo
+
+FAMILIES = ("objectnav", "pickup")
+VALID = np.flatnonzero(GridhouseEnv.embodiment.mask)  # m, r, l, end, sub_done, p, d
+
+
+class GymGridhouse(gym.Env):
+    """The gridhouse as stable-baselines3 takes it: Box/Discrete observations, the valid actions only."""
+
+    def __init__(self, split: str = "train", families=FAMILIES) -> None:
+        self.env = GridhouseEnv(families=families, split=split)
+        self.tokenizer = gridhouse_tokenizer()
+        nav, manip = self.env.observation_space["nav_rgb"], self.env.observation_space["manip_rgb"]
+        self.observation_space = spaces.Dict(
+            {
+                "nav": nav,
+                "manip": spaces.Box(0, 255, (int(np.prod(manip.shape)),), np.uint8),
+                "goal": spaces.Box(0, len(self.tokenizer), (self.tokenizer.max_tokens,), np.float32),
+                "prev_action": spaces.Discrete(NUM_ACTIONS + 1),
+                "holding": spaces.Discrete(2),
+            }
+        )
+        self.action_space = spaces.Discrete(len(VALID))
+
+    def _obs(self, obs: dict) -> dict:
+        prev = obs["prev_action"]
+        return {
+            "nav": obs["nav_rgb"],
+            "manip": obs["manip_rgb"].reshape(-1),
+            "goal": self.tokenizer.encode(obs["goal"]).astype(np.float32),
+            "prev_action": NUM_ACTIONS if prev == NO_PREVIOUS_ACTION else int(prev),
+            "holding": int(obs["holding"]),
+        }
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._obs(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(int(VALID[int(action)]))
+        return self._obs(obs), reward, terminated, truncated, info
+
+
+def run_ours(steps: int, episodes: int, tmp: str) -> tuple[float, dict]:
+    adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+    fresh = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
+    init = save_checkpoint(Path(tmp) / "scratch" / "checkpoint.pt", fresh, adapter, kind="bc")
+    config = PPOConfig(out=f"{tmp}/ours", init=str(init), families=FAMILIES, total_env_steps=steps,
+                       eval_every=10**12, eval_episodes=1, final_eval_episodes=0)  # fmt: skip
+    start = time.perf_counter()
+    train_ppo(config)
+    elapsed = time.perf_counter() - start
+    model, adapter, payload = load_checkpoint(f"{tmp}/ours")
+    sps = payload["env_steps"] / elapsed  # whole updates: the budget rounded up to 32 x 128 steps
+    results = evaluate_policy(model, adapter, FAMILIES, episodes, progress=False)
+    return sps, {f: r["success"] for f, r in results.items()}
+
+
+def run_recurrent_ppo(steps: int, episodes: int, num_envs: int) -> tuple[float, dict]:
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    envs = make_vec_env(GymGridhouse, n_envs=num_envs, seed=0)
+    model = RecurrentPPO("MultiInputLstmPolicy", envs, seed=0, verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    sps = model.num_timesteps / (time.perf_counter() - start)  # whole rollouts, as ours
+    success = {}
+    for family in FAMILIES:
+        env, wins = GymGridhouse("eval", (family,)), 0
+        for house in range(episodes):
+            obs, _ = env.reset(seed=house, options={"family": family, "house": house})
+            state, start_flag, done, info = None, np.ones((1,), bool), False, {}
+            while not done:
+                action, state = model.predict(obs, state=state, episode_start=start_flag, deterministic=False)
+                obs, _, terminated, truncated, info = env.step(action)
+                start_flag, done = np.zeros((1,), bool), terminated or truncated
+            wins += bool(info["success"])
+        success[family] = wins / episodes
+    envs.close()
+    return sps, success
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8192, help="env steps each method trains for")
+    parser.add_argument("--episodes", type=int, default=50, help="unseen houses per family afterwards")
+    args = parser.parse_args()
+    num_envs = PPOConfig.num_envs
+    with tempfile.TemporaryDirectory() as tmp:
+        sps_ours, success_ours = run_ours(args.steps, args.episodes, tmp)
+    sps_peer, success_peer = run_recurrent_ppo(args.steps, args.episodes, num_envs)
+    for name, success in (("ours", success_ours), ("recurrentppo", success_peer)):
+        print(
+            f"{name:<13} " + "  ".join(f"{f} {s:.0%}" for f, s in success.items()) + f"  ({args.episodes} houses each)"
+        )
+    print(f"envs={num_envs} steps={args.steps} sample_factory=not_run_pins_gymnasium_0.29.1_numpy_lt_2")
+    print(f"success_ours={np.mean(list(success_ours.values())):.3f} "
+          f"success_recurrentppo={np.mean(list(success_peer.values())):.3f}")  # fmt: skip
+    print(f"sps_ours={sps_ours:.0f} sps_recurrentppo={sps_peer:.0f} ratio_vs_recurrentppo={sps_ours / sps_peer:.1f}")
+
+
+if __name__ == "__main__":
+    main()
