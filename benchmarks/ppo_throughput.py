@@ -8,7 +8,11 @@ Baseline measured in the same run: the same envs stepped with no model (`env_onl
 `sps_over_env_only` is the share of simulator speed that learning keeps. A fresh policy calls `end` often,
 so its episodes are short and resets frequent: pass --init runs/bc for a trained policy's episodes.
 
-    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc]
+`--ranks N` measures DD-PPO instead: the same run under torchrun with 1 rank and with N ranks (each rank its
+own 32 envs), `scaling_efficiency` = N-rank env steps/s / (N x 1-rank env steps/s), both measured in this run.
+On a machine with fewer cores than ranks x env workers the ranks share cores and the efficiency says so.
+
+    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc] [--ranks 2]
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,20 +49,49 @@ def env_only_sps(num_envs: int, workers: int, steps: int, seed: int = 0) -> floa
     return rate
 
 
+def ranks_sps(init: str, ranks: int, updates: int, env_workers: int, tmp: str) -> float:
+    """Median env steps/s of all ranks together over full updates of a torchrun run (the first excluded)."""
+    config = PPOConfig()
+    batch = config.batch_steps * ranks
+    out = Path(tmp) / f"ranks{ranks}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks), "-m",
+           "flare_training", "ppo", "--init", init, "--out", str(out), "--total-env-steps", str(batch * updates),
+           "--critic-warmup-steps", str(batch), "--eval-every", str(10**12), "--eval-episodes", "1",
+           "--final-eval-episodes", "0", "--env-workers", str(env_workers)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return statistics.median(batch / (r["rollout_s"] + r["update_s"]) for r in rows if not r["critic_warmup"])
+
+
+def main_ranks(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        init = args.init or fresh_init(tmp)
+        one = ranks_sps(init, 1, args.updates, args.env_workers, tmp)
+        many = ranks_sps(init, args.ranks, args.updates, args.env_workers, tmp)
+    print(f"DD-PPO: 1 rank {one:.0f} env steps/s, {args.ranks} ranks {many:.0f} env steps/s (all ranks)")
+    print(f"sps_1rank={one:.0f} sps_{args.ranks}ranks={many:.0f} scaling_efficiency={many / (args.ranks * one):.2f}")
+
+
+def fresh_init(tmp: str) -> str:
+    adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+    model = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
+    return str(save_checkpoint(Path(tmp) / "init" / "checkpoint.pt", model, adapter, kind="bc"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=6, help="PPO updates to run (the first is excluded)")
     parser.add_argument("--init", default="", help="start from this checkpoint instead of fresh weights")
     parser.add_argument("--env-workers", type=int, default=PPOConfig.env_workers,
                         help="processes stepping the envs (0 = in the learner's process)")  # fmt: skip
+    parser.add_argument("--ranks", type=int, default=1, help="DD-PPO: compare 1 rank with this many (torchrun)")
     args = parser.parse_args()
+    if args.ranks > 1:
+        main_ranks(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
-        init = args.init
-        if not init:
-            adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
-            model = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
-            init = str(save_checkpoint(Path(tmp) / "init" / "checkpoint.pt", model, adapter, kind="bc"))
+        init = args.init or fresh_init(tmp)
         config = PPOConfig(out=f"{tmp}/run", init=init, eval_every=10**12, eval_episodes=1, final_eval_episodes=0,
                            env_workers=args.env_workers)  # fmt: skip
         config.critic_warmup_steps = config.batch_steps  # one value-only update, then the full update is timed
