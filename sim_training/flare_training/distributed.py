@@ -1,9 +1,11 @@
-"""DD-PPO on `torch.distributed`, launched by `torchrun` (nccl on GPUs, gloo on CPUs), as AllenAct runs FLaRe.
+"""DD-PPO on `torch.distributed`, launched by `torchrun`, as AllenAct runs FLaRe.
 
 Each rank steps its own envs and computes its own rollout's gradients; before every optimiser step the
 gradients are scaled by the rank's share of the global batch and summed over ranks (AllenAct's DD-PPO), then
 clipped, then stepped: every rank applies the same update, so the parameters stay identical (checked each
 update: `param_spread`). Without torchrun's environment variables this is one rank and nothing is reduced.
+The learner's tensors live on the CPU (a GPU renders AI2-THOR), so ranks reduce with gloo; nccl reduces CUDA
+tensors only and comes with a learner on the GPU.
 """
 
 from __future__ import annotations
@@ -37,10 +39,7 @@ def setup() -> Ranks:
     if world == 1:
         return Ranks()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        dist.init_process_group("gloo")
     return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
