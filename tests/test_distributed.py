@@ -161,3 +161,17 @@ def test_torchrun_two_ranks_train_resume_after_a_kill_and_keep_one_writer(tmp_pa
     assert f"from update {done}" in resumed.stdout or f"from update {done - 1}" in resumed.stdout
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert rows[-1]["update"] == done + 2 and rows[-1]["param_spread"] == 0.0
+
+
+def test_torchrun_bc_splits_the_demonstrations_and_keeps_the_ranks_identical(tmp_path):
+    out = tmp_path / "bc"
+    done = subprocess.run(torchrun("bc", "--out", str(out), "--demos", "6", "--workers", "1", "--epochs", "2",
+                                   "--batch-episodes", "2", "--eval-episodes", "0"),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    history = json.loads((out / "bc_history.json").read_text())
+    assert len(history) == 2 and all(row["param_spread"] == 0.0 for row in history)
+    from flare_training.bc import Demos
+
+    shards = [Demos.load(out / name) for name in ("demos.npz", "demos_rank1.npz")]
+    assert [len(d) for d in shards] == [3, 3] and shards[0].goal.tolist() != shards[1].goal.tolist()

@@ -4,7 +4,6 @@ actor with cross-entropy over whole-episode sequences (block-causal, exactly as 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -15,7 +14,9 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from flare_training import distributed
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator
 from flare_training.evaluate import evaluate_policy, save_results
 from flare_training.inputs import ACTION_MASK, ObservationAdapter
@@ -63,6 +64,12 @@ class Demos:
 
     def episode(self, i: int) -> slice:
         return slice(int(self.starts[i]), int(self.starts[i + 1]))
+
+    def first(self, n: int) -> Demos:
+        """The first n episodes (every rank of a DD run must train on as many)."""
+        end = int(self.starts[n])
+        steps = {k: getattr(self, k)[:end] for k in (*_FIELDS, "action")}
+        return Demos(goal=self.goal[:n], starts=self.starts[: n + 1], **steps)
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, **asdict(self))
@@ -143,28 +150,36 @@ def bc_loss(model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK) -
 
 
 def train_bc(config: BCConfig) -> Path:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("bc runs as one process (its data is collected once); start it without torchrun")
-    with RunLock(config.out):
-        return _train_bc(config)
+    """One process, or one rank of `torchrun`: each rank collects `demos / ranks` demonstrations of its own and
+    trains on them, gradients weighted by valid steps and summed over ranks (data-parallel); rank 0 writes."""
+    ranks = distributed.setup()
+    try:
+        if ranks.main:
+            with RunLock(config.out):
+                return _train_bc(config, ranks)
+        return _train_bc(config, ranks)
+    finally:
+        distributed.teardown(ranks)
 
 
-def _train_bc(config: BCConfig) -> Path:
+def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed + 7919 * ranks.rank)
     sim = get_simulator(config.env, config.thor)
     families = sim.check(config.families or tuple(f for f in sim.expert_families if f in sim.train_families))
     config = replace(config, families=families)  # recorded as trained (the card's tasks)
     missing = [f for f in families if f not in sim.expert_families]
     if missing:
         raise ValueError(f"no expert demonstrates {missing} in --env {sim.name}; use {', '.join(sim.expert_families)}")
-    demo_path = out / "demos.npz"
-    if demo_path.exists() and len(demos := Demos.load(demo_path)) >= config.demos:
+    demo_path = out / ("demos.npz" if ranks.main else f"demos_rank{ranks.rank}.npz")
+    count = -(-config.demos // ranks.world)  # this rank's share; its own houses
+    if demo_path.exists() and len(demos := Demos.load(demo_path)) >= count:
+        demos = demos.first(count)
         print(f"using {len(demos)} demonstrations from {demo_path}")
     else:
-        demos = collect_demos(config.demos, config.workers, families, config.seed, sim)
+        demos = collect_demos(count, config.workers, families, config.seed + 1_000_003 * ranks.rank, sim)
         demos.save(demo_path)
     print(f"{len(demos)} episodes, {len(demos.action)} steps (mean {len(demos.action) / len(demos):.1f} per episode)")
 
@@ -183,11 +198,13 @@ def _train_bc(config: BCConfig) -> Path:
         print(f"visual encoder: pretrained and frozen, from {config.visual_from}")
     else:
         params += list(model.visual.parameters())
+    distributed.broadcast_parameters(model, ranks)
+    sync = GradientSync(params, ranks)
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     order = rng.permutation(len(demos))
     n_val = max(1, int(len(demos) * config.validation_fraction))
     val, train = order[:n_val], order[n_val:]
-    writer = SummaryWriter(out / "tb")
+    writer = SummaryWriter(out / "tb") if ranks.main else None
     history = []
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -195,10 +212,14 @@ def _train_bc(config: BCConfig) -> Path:
         rng.shuffle(train)
         losses = []
         batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
-        for episodes in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False):
-            loss, _ = bc_loss(model, _batch(demos, episodes, adapter), sim.action_mask)
+        for episodes in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
+                             disable=not ranks.main):  # fmt: skip
+            batch = _batch(demos, episodes, adapter)
+            loss, _ = bc_loss(model, batch, sim.action_mask)
             optimizer.zero_grad()
             loss.backward()
+            steps = float(batch["valid"].sum())  # the loss is a mean over valid steps: weigh ranks by them
+            sync(steps, distributed.sum_over_ranks(steps, ranks))
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(loss.item())
@@ -210,7 +231,10 @@ def _train_bc(config: BCConfig) -> Path:
             "train_loss": float(np.mean(losses)),
             "val_loss": val_loss.item(),
             "val_acc": val_acc.item(),
+            "param_spread": distributed.param_spread(params, ranks),
         }
+        if not ranks.main:
+            continue
         history.append(row)
         for k, v in row.items():
             if k != "epoch":
@@ -219,6 +243,8 @@ def _train_bc(config: BCConfig) -> Path:
         print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_acc']:.1%}")
         save_checkpoint(out / CHECKPOINT_NAME, model, adapter, kind="bc", epoch=epoch, env_steps=0, history=history,
                         config=asdict(config))  # fmt: skip
+    if not ranks.main:
+        return out / CHECKPOINT_NAME
     writer.close()
     (out / "bc_history.json").write_text(json.dumps(history, indent=2) + "\n")
     print(f"trained in {time.perf_counter() - start:.0f} s -> {out / CHECKPOINT_NAME}")
