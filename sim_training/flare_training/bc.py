@@ -21,7 +21,6 @@ from flare_training.envs import Simulator, get_simulator
 from flare_training.evaluate import evaluate_policy, save_results
 from flare_training.inputs import ACTION_MASK, ObservationAdapter
 from flare_training.model import ActorCritic, ModelConfig
-from flare_training.rundir import RunLock
 from flare_training.thor.controller import ThorConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
@@ -152,14 +151,7 @@ def bc_loss(model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK) -
 def train_bc(config: BCConfig) -> Path:
     """One process, or one rank of `torchrun`: each rank collects `demos / ranks` demonstrations of its own and
     trains on them, gradients weighted by valid steps and summed over ranks (data-parallel); rank 0 writes."""
-    ranks = distributed.setup()
-    try:
-        if ranks.main:
-            with RunLock(config.out):
-                return _train_bc(config, ranks)
-        return _train_bc(config, ranks)
-    finally:
-        distributed.teardown(ranks)
+    return distributed.run_ranked(_train_bc, config)
 
 
 def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:

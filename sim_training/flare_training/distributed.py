@@ -11,10 +11,14 @@ tensors only and comes with a learner on the GPU.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from flare_training.rundir import RunLock
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,18 @@ def setup() -> Ranks:
 def teardown(ranks: Ranks) -> None:
     if ranks.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_ranked(train: Callable, config) -> Path:
+    """`train(config, ranks)` as one process or as a torchrun rank; rank 0 holds the run directory's lock."""
+    ranks = setup()
+    try:
+        if ranks.main:
+            with RunLock(config.out):
+                return train(config, ranks)
+        return train(config, ranks)
+    finally:
+        teardown(ranks)
 
 
 def broadcast_parameters(module: torch.nn.Module, ranks: Ranks) -> None:

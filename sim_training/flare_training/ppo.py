@@ -34,7 +34,6 @@ from flare_training.evaluate import choose, evaluate_policy, save_results
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
-from flare_training.rundir import RunLock
 from flare_training.thor.controller import ThorConfig
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
@@ -451,14 +450,7 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
 
 def train_ppo(config: PPOConfig) -> Path:
     """The run: one process, or one rank of `torchrun` (DD-PPO); rank 0 holds the run directory's lock."""
-    ranks = distributed.setup()
-    try:
-        if ranks.main:
-            with RunLock(config.out):
-                return _train(config, ranks)
-        return _train(config, ranks)
-    finally:
-        distributed.teardown(ranks)
+    return distributed.run_ranked(_train, config)
 
 
 def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
