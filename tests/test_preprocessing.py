@@ -131,3 +131,15 @@ def test_keep_aspect_trims_whichever_side_is_too_long():
     assert preprocess(wide, config).max() == 0.0
     stretched = preprocess(wide, PreprocessConfig(height=50, width=100, mean=(0, 0, 0), std=(1, 1, 1)))
     assert stretched.max() == 1.0  # without keep_aspect the frame is squeezed whole
+
+
+def test_frames_stored_resampled_give_the_same_model_inputs():
+    """BC keeps AI2-THOR demonstrations resampled to the model's size: preprocessing them again must give what
+    preprocessing the rendered frame gives (a card that neither rotates nor crops)."""
+    from flare_core.preprocessing import CLIP_MEAN, CLIP_STD, resample
+
+    config = PreprocessConfig(56, 96, mean=CLIP_MEAN, std=CLIP_STD, keep_aspect=True)
+    frame = np.random.default_rng(0).integers(0, 256, (224, 384, 3), dtype=np.uint8)
+    small = resample(frame, config)
+    assert small.shape == (56, 96, 3) and small.dtype == np.uint8
+    np.testing.assert_array_equal(preprocess(small, config), preprocess(frame, config))

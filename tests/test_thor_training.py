@@ -51,6 +51,10 @@ def test_bc_learns_from_the_thor_expert(bc_run):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert [c["preprocessing"]["height"] for c in payload["cameras"]] == [56, 56]
     assert payload["model_config"]["max_context"] >= 60  # the cache holds a whole AI2-THOR episode
+    from flare_training.bc import Demos
+
+    demos = Demos.load(out / "demos.npz")  # AI2-THOR frames stored at the model's size, not as rendered
+    assert demos.nav_rgb.shape[1:] == (56, 96, 3) and demos.manip_rgb.shape[1:] == (56, 96, 3)
     results = json.loads((out / "eval.json").read_text())["results"]
     assert set(results) == {"ObjectNavType", "PickupType", "FetchType", "RoomVisit"}
 

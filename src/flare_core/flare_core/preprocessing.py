@@ -98,6 +98,13 @@ def check_frame(frame: object, camera: str = "camera") -> np.ndarray:
 
 def preprocess(frame: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
     """Frame (H x W x 3 uint8 RGB) -> normalised float32 3 x height x width."""
+    img = resample(frame, config, camera)
+    return _normalise(np.ascontiguousarray(img).transpose(2, 0, 1)[None], config)[0]
+
+
+def resample(frame: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
+    """`preprocess`'s geometric steps alone: uint8 height x width x 3. Where the card neither rotates nor crops,
+    resampling its own output again changes nothing, so frames may be stored resampled (BC demonstrations)."""
     img = check_frame(frame, camera)
     if config.rotate_cw:
         img = np.rot90(img, k=-config.rotate_cw // 90)
@@ -109,7 +116,7 @@ def preprocess(frame: np.ndarray, config: PreprocessConfig, camera: str = "camer
         img = _crop_to_aspect(img, config.height / config.width)
     if img.shape[:2] != (config.height, config.width):
         img = cv2.resize(np.ascontiguousarray(img), (config.width, config.height), interpolation=cv2.INTER_AREA)
-    return _normalise(np.ascontiguousarray(img).transpose(2, 0, 1)[None], config)[0]
+    return np.ascontiguousarray(img)
 
 
 def _crop_to_aspect(img: np.ndarray, aspect: float) -> np.ndarray:
