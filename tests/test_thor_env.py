@@ -526,3 +526,15 @@ def test_start_failures_say_what_to_do(error, advice):
 
     message = str(_setup_error(error, ThorConfig()))
     assert advice in message and "\n" not in message
+
+
+def test_a_kept_house_is_queried_once_for_positions_and_objects(houses):
+    """ObjectNav after ObjectNav keeps the house: its reachable positions and object list are not asked again."""
+    env = ThorEnv(config(houses), families=("ObjectNavType",))
+    env.reset(seed=0)
+    house = env.task.house
+    env.reset()
+    assert env.task.house == house
+    sent = [call["action"] for call in env.controller.controller.sent]
+    assert sent.count("GetReachablePositions") == 1 and sent.count("ResetObjectFilter") == 1
+    env.close()

@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import math
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +185,7 @@ class StretchController:
         self.rng = np.random.default_rng(seed)
         self.house: dict | None = None
         self.controller = None
+        self._per_house: dict = {}  # what stays true until the next house load: reachable positions, objects
         self.start()
 
     # -- life cycle ----------------------------------------------------------------------------------
@@ -244,16 +246,22 @@ class StretchController:
             self.controller = None
 
     # -- ai2thor calls -------------------------------------------------------------------------------
-    def step(self, action: str, **args):
-        """`controller.step` as FLaRe's `StretchController.step` sends it (no image synthesis: no depth or
-        segmentation wanted), with a lost Unity turned into a restart and `UnityLost`."""
+    @contextmanager
+    def _restarting(self, doing: str):
+        """A lost Unity inside the block becomes a restart (house loaded again) and `UnityLost`."""
         try:
-            return self.controller.step(action=action, renderImageSynthesis=False, **args)
+            yield
         except Exception as error:
             if not lost_unity(error):
                 raise
             self._restart_after(error)
-            raise UnityLost(f"AI2-THOR lost on {action} ({error}); the controller was restarted") from error
+            raise UnityLost(f"AI2-THOR lost {doing} ({error}); the controller was restarted") from error
+
+    def step(self, action: str, **args):
+        """`controller.step` as FLaRe's `StretchController.step` sends it (no image synthesis: no depth or
+        segmentation wanted), with a lost Unity turned into a restart and `UnityLost`."""
+        with self._restarting(f"on {action}"):
+            return self.controller.step(action=action, renderImageSynthesis=False, **args)
 
     def _restart_after(self, error: Exception) -> None:
         """A fresh Unity process with the current house loaded; each attempt that times out again is retried."""
@@ -279,15 +287,11 @@ class StretchController:
     def reset(self, house: dict) -> None:
         """FLaRe's `StretchController.reset`: nav meshes and horizon written into the house, reset, calibration."""
         self.house = house
-        try:
+        with self._restarting("loading a house"):
             self._load(house)
-        except Exception as error:
-            if not lost_unity(error):
-                raise
-            self._restart_after(error)
-            raise UnityLost(f"AI2-THOR lost loading a house ({error}); the controller was restarted") from error
 
     def _load(self, house: dict) -> None:
+        self._per_house.clear()
         scene = copy.deepcopy(house)
         scene["metadata"]["navMeshes"] = [dict(NAV_MESH, id=i, agentRadius=r) for i, r in enumerate(NAV_MESH_RADII)]
         scene["metadata"].setdefault(
@@ -409,9 +413,22 @@ class StretchController:
         return dict(self.metadata["agent"]["position"])
 
     def reachable_positions(self) -> list[dict]:
-        """FLaRe's `get_reachable_positions` (grid 0.75 x the move step); empty where the call fails."""
-        event = self.step("GetReachablePositions", gridSize=MOVE * 0.75)
-        return list(event.metadata["actionReturn"] or []) if event.metadata["lastActionSuccess"] else []
+        """FLaRe's `get_reachable_positions` (grid 0.75 x the move step); empty where the call fails. Asked once
+        per house load (episodes that keep a house keep its objects where they were)."""
+        if "positions" not in self._per_house:
+            event = self.step("GetReachablePositions", gridSize=MOVE * 0.75)
+            ok = event.metadata["lastActionSuccess"]
+            self._per_house["positions"] = list(event.metadata["actionReturn"] or []) if ok else []
+        return self._per_house["positions"]
+
+    def objects(self) -> list[dict]:
+        """Every object's metadata, the object filter lifted for the read as SPOC's
+        `include_object_metadata_context` does; read once per house load (the tasks take ids and types)."""
+        if "objects" not in self._per_house:
+            self.step("ResetObjectFilter")
+            self._per_house["objects"] = list(self.metadata["objects"])
+            self.step("SetObjectFilter", objectIds=[])
+        return self._per_house["objects"]
 
     def shortest_path(self, object_id: str) -> list[dict] | None:
         """Corners of the shortest path to an object, trying the widest nav mesh first (FLaRe's

@@ -175,15 +175,11 @@ def _start_pose(family, house_index, target, controller, rng) -> TaskSpec:
 
 
 def objects_by_target(controller: StretchController, annotations: str = "") -> dict[str, list[str]]:
-    """Target type -> ids of the house's objects of that synset (the object filter lifted for the read, as
-    SPOC's `include_object_metadata_context` does)."""
-    controller.step("ResetObjectFilter")
-    objects = list(controller.metadata["objects"])
-    controller.step("SetObjectFilter", objectIds=[])
+    """Target type -> ids of the house's objects of that synset."""
     synsets = {synset: name for name, (synset, _) in OBJNAV_TARGETS.items()}
     table = load_annotations(annotations) if annotations else {}
     found: dict[str, list[str]] = {}
-    for o in objects:
+    for o in controller.objects():
         if o["objectType"] in OBJNAV_TARGETS:
             kind = o["objectType"]
         else:
