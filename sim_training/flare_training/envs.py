@@ -46,7 +46,7 @@ class Simulator:
     def episode_steps(self) -> int:
         """The longest episode, which a model's KV-cache must hold."""
         if self.thor is None:
-            return 100
+            return max(f.step_limit for f in FAMILIES.values())  # GridhouseConfig's default scale
         from flare_training.thor.env import step_limit
 
         return max(step_limit(self.thor, split, f) for split in ("train", "eval") for f in self.families)
