@@ -175,3 +175,16 @@ def test_torchrun_bc_splits_the_demonstrations_and_keeps_the_ranks_identical(tmp
 
     shards = [Demos.load(out / name) for name in ("demos.npz", "demos_rank1.npz")]
     assert [len(d) for d in shards] == [3, 3] and shards[0].goal.tolist() != shards[1].goal.tolist()
+
+
+def test_torchrun_grpo_keeps_the_ranks_identical(tmp_path, tiny_checkpoint):
+    out = tmp_path / "grpo"
+    done = subprocess.run(torchrun("grpo", "--out", str(out), "--init", str(tiny_checkpoint), "--num-envs", "4",
+                                   "--group-size", "2", "--groups", "2", "--env-workers", "0", "--threads", "1",
+                                   "--no-dynamic-sampling", "--total-env-steps", "300", "--eval-every", "1000000000",
+                                   "--eval-episodes", "1", "--final-eval-episodes", "0"),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) >= 2 and all(r["ranks"] == 2 and r["param_spread"] == 0.0 for r in rows)
+    assert rows[-1]["env_steps"] >= 300

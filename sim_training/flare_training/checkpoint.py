@@ -119,3 +119,17 @@ def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             rest = rest.replace(old, new)
         out[f"{net}.decoder.{rest}"] = value
     return out
+
+
+def restore_training(path: Path, payload: dict, optimizer: torch.optim.Optimizer, kind: str) -> tuple[int, int, list]:
+    """Resume an RL run from its checkpoint: optimiser state and torch's RNG restored; returns the update, the
+    env steps and the learning-curve evaluations so far. A run of another kind is refused."""
+    if payload.get("kind") != kind:
+        raise RuntimeError(f"{path} is a {payload.get('kind')} checkpoint, not a {kind.upper()} run to resume")
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+    except ValueError:  # parameter groups of another shape: a run written before the decoder took LLaMA's names
+        fix = f"continue with a new run from it: --init {path} --out NEW_DIR"
+        raise RuntimeError(f"{path}: its optimizer state fits an older parameter layout; {fix}") from None
+    torch.set_rng_state(payload["torch_rng"])
+    return payload["update"], payload["env_steps"], payload["evals"]

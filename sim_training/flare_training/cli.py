@@ -1,4 +1,4 @@
-"""Command line: `python -m flare_training {perception,bc,ppo,eval,export,import,report} --help`.
+"""Command line: `python -m flare_training {perception,bc,ppo,grpo,eval,export,import,report} --help`.
 
 Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, ModelConfig) and becomes a flag
 here by name, so each one is named once.
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES
     from flare_training.bc import BCConfig
+    from flare_training.grpo import GRPOConfig
     from flare_training.perception import PerceptionConfig
     from flare_training.ppo import PPOConfig
 
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass(bc, BCConfig)
     ppo = sub.add_parser("ppo", help="PPO fine-tuning (FLaRe recipe) from a BC checkpoint, or from scratch")
     _add_dataclass(ppo, PPOConfig)
+    grpo = sub.add_parser("grpo", help="GRPO fine-tuning (SimpleVLA-RL: groups, no critic) from a BC checkpoint")
+    _add_dataclass(grpo, GRPOConfig)
     ev = sub.add_parser("eval", help="success per task family on unseen houses")
     ev.add_argument("checkpoint", help="checkpoint file or run directory")
     ev.add_argument("--episodes", type=int, default=100, help="houses per family")
@@ -139,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     from flare_training.bc import BCConfig
+    from flare_training.grpo import GRPOConfig
     from flare_training.perception import PerceptionConfig
     from flare_training.ppo import PPOConfig
 
@@ -154,6 +158,10 @@ def _run(args: argparse.Namespace) -> None:
         from flare_training.ppo import train_ppo
 
         train_ppo(_build(PPOConfig, args))
+    elif args.command == "grpo":
+        from flare_training.grpo import train_grpo
+
+        train_grpo(_build(GRPOConfig, args))
     elif args.command == "eval":
         from flare_training.checkpoint import load_checkpoint
         from flare_training.envs import simulator_of

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from flare_training import distributed
-from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_training, save_checkpoint
 from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator, simulator_of
-from flare_training.evaluate import choose, evaluate_policy, save_results
+from flare_training.evaluate import choose
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
+from flare_training.runlog import RunLog
 from flare_training.thor.controller import ThorConfig
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
@@ -137,20 +137,24 @@ class EnvLane:
         self.obs: dict = {}
         self.inputs: dict[str, torch.Tensor] = {}  # the step in flight: its model inputs, for the history
         self.store: dict[str, list] = defaultdict(list)
+        self.ended: list[tuple[int, str, bool]] = []  # the last step's ended episodes: (env, family, success)
 
-    def reset(self, seed: int) -> None:
+    def reset(self, seed: int | list[int]) -> None:
+        """A fresh episode in every env: env i seeded `seed + i`, or `seed[i]` (a list: GRPO's groups)."""
         self.obs, _ = self.envs.reset(seed=seed)
+        self.history = EpisodeHistory(self.envs.num_envs)
+        self.cache.reset(torch.arange(self.envs.num_envs))
 
     def close(self) -> None:
         self.envs.close()
 
 
-def make_lanes(model: ActorCritic, adapter, config: PPOConfig, sim: Simulator, families: tuple[str, ...]):
+def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_envs: int, env_workers: int):
     """`env_workers` lanes, each stepped (and its frames encoded) by one worker process, or one in-process lane
     when 0; also their first env indices, so env i is seeded alike whatever the split."""
-    shares = np.array_split(np.arange(config.num_envs), max(1, config.env_workers))
+    shares = np.array_split(np.arange(num_envs), max(1, env_workers))
     features = FrozenVisualFeatures(model.visual, adapter)
-    workers = min(1, config.env_workers)
+    workers = min(1, env_workers)
     lanes = [
         EnvLane(
             sim.vector(len(share), families, "train", workers=workers, observe=features, first=int(share[0])),
@@ -311,20 +315,41 @@ class Rollout:
     last: dict[str, torch.Tensor]
 
 
+@dataclass
+class Episodes:
+    """One whole episode per env from a fresh start: per-step tensors [B, T] (inputs, action, logprob), valid
+    below `length`; `simulated` counts every env step taken, those after an env's episode ended included."""
+
+    steps: dict[str, torch.Tensor]
+    length: torch.Tensor
+    success: torch.Tensor
+    family: list[str]
+    simulated: int
+
+
+def action_logprob(logits: torch.Tensor, actions: torch.Tensor, mask=ACTION_MASK, temperature: float = 1.0):
+    """log pi(action) under `logits / temperature` with the embodiment's masked actions removed: the one
+    definition rollouts, PPO and GRPO share (temperature 1 but for GRPO's rollouts)."""
+    logp = torch.log_softmax((logits / temperature).masked_fill(~mask, float("-inf")), -1)
+    return logp.gather(-1, actions[..., None])[..., 0]
+
+
 class RolloutCollector:
     """Steps the env lanes under the current policy (PPO's and GRPO's one collector).
 
-    At each rollout start the KV-caches are rebuilt from every env's episode so far with the current weights;
-    then, pipelined, one lane's envs step while the learner decides for the other. Masked actions are never
-    sampled (the simulator's embodiment). Ended episodes leave the history and the cache; their outcomes are
-    kept per family (`recent`).
+    `collect` (PPO): fixed-length rollouts that carry episodes across calls; at each start the KV-caches are
+    rebuilt from every env's episode so far with the current weights. `collect_episodes` (GRPO): one whole
+    episode per env from given seeds. Either way, pipelined, one lane's envs step while the learner decides for
+    the other; actions are sampled at `temperature`; masked actions are never sampled (the simulator's
+    embodiment). Ended episodes leave the history and the cache; their outcomes are kept per family (`recent`).
     """
 
-    def __init__(self, model, adapter, config: PPOConfig, sim: Simulator, families: tuple[str, ...], seed: int):
-        self.model, self.adapter, self.rollout = model, adapter, config.rollout
+    def __init__(self, model, adapter, sim: Simulator, families: tuple[str, ...], seed: int, num_envs: int,
+                 env_workers: int, rollout: int = 0, temperature: float = 1.0):  # fmt: skip
+        self.model, self.adapter, self.rollout, self.temperature = model, adapter, rollout, temperature
         self.mask = sim.action_mask
-        self.lanes, first_envs = make_lanes(model, adapter, config, sim, families)
-        for lane, first in zip(self.lanes, first_envs, strict=True):
+        self.lanes, self.first_envs = make_lanes(model, adapter, sim, families, num_envs, env_workers)
+        for lane, first in zip(self.lanes, self.first_envs, strict=True):
             lane.reset(seed=seed + first)
         self.generator = torch.Generator().manual_seed(seed * 7919)
         self.recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))  # family -> recent outcomes
@@ -345,14 +370,13 @@ class RolloutCollector:
         """Choose the lane's next actions under the current policy and set its envs stepping."""
         inputs = self.step_inputs(lane)
         logits = self.model.actor.step(inputs, lane.cache)["logits"]
-        action = choose(logits, greedy=False, generator=self.generator, mask=self.mask)
-        logprob = torch.log_softmax(logits.masked_fill(~self.mask, float("-inf")), -1).gather(1, action[:, None])
+        action = choose(logits / self.temperature, greedy=False, generator=self.generator, mask=self.mask)
         lane.envs.step_async(action.numpy())
         lane.inputs = inputs
         for k in _STEP_KEYS:
             lane.store[k].append(inputs[k])
         lane.store["action"].append(action)
-        lane.store["logprob"].append(logprob[:, 0])
+        lane.store["logprob"].append(action_logprob(logits, action, self.mask, self.temperature))
 
     def take(self, lane: EnvLane) -> None:
         """The outcome of the lane's step in flight; ended episodes leave the history and the cache."""
@@ -362,10 +386,11 @@ class RolloutCollector:
         lane.store["done"].append(torch.as_tensor(done, dtype=torch.float32))
         lane.history.add(lane.inputs, done)
         rows = np.flatnonzero(done)
+        lane.ended = [(int(i), info["final_info"]["family"][i], bool(info["final_info"]["success"][i])) for i in rows]
         if len(rows):
             lane.cache.reset(torch.as_tensor(rows))
-            for i in rows:
-                self.recent[info["final_info"]["family"][i]].append(bool(info["final_info"]["success"][i]))
+        for _, family, success in lane.ended:
+            self.recent[family].append(success)
 
     @torch.no_grad()
     def collect(self) -> Rollout:
@@ -389,6 +414,48 @@ class RolloutCollector:
         steps = {k: torch.cat([torch.stack(lane.store[k]) for lane in self.lanes], dim=1) for k in self.lanes[0].store}
         return Rollout(prefix, steps, last)
 
+    @torch.no_grad()
+    def collect_episodes(self, seeds: list[int]) -> Episodes:
+        """Env i starts an episode seeded `seeds[i]` (equal seeds, equal house, pose and goal) and plays it to
+        its end; a lane stops stepping once all its envs have ended one (the envs that ended first step on)."""
+        self.model.eval()
+        outcome: list[dict[int, tuple[int, str, bool]]] = []  # per lane: env -> (length, family, success)
+        for lane, first in zip(self.lanes, self.first_envs, strict=True):
+            lane.reset(seed=[int(s) for s in seeds[first : first + lane.envs.num_envs]])
+            lane.store.clear()
+            outcome.append({})
+        playing = list(range(len(self.lanes)))
+        for t in range(1, 1 << 30):
+            for k in list(playing):
+                lane = self.lanes[k]
+                if t > 1:
+                    self.take(lane)
+                    for i, family, success in lane.ended:
+                        outcome[k].setdefault(i, (t - 1, family, success))
+                    if len(outcome[k]) == lane.envs.num_envs:
+                        playing.remove(k)
+                        continue
+                self.decide(lane)
+            if not playing:
+                break
+        return self._episodes(outcome)
+
+    def _episodes(self, outcome: list[dict[int, tuple[int, str, bool]]]) -> Episodes:
+        """The lanes' stores ([T_lane, n] each) as one batch of episodes [B, T], padded to the longest lane."""
+        longest = max(len(lane.store["action"]) for lane in self.lanes)
+        steps = {}
+        for key in (*_STEP_KEYS, "action", "logprob"):
+            parts = []
+            for lane in self.lanes:
+                stacked = torch.stack(lane.store[key]).transpose(0, 1)  # [n, T_lane, ...]
+                pad = torch.zeros(stacked.shape[0], longest - stacked.shape[1], *stacked.shape[2:], dtype=stacked.dtype)
+                parts.append(torch.cat([stacked, pad], dim=1))
+            steps[key] = torch.cat(parts)
+        ordered = [lane_outcome[i] for lane_outcome in outcome for i in sorted(lane_outcome)]
+        simulated = sum(len(lane.store["action"]) * lane.envs.num_envs for lane in self.lanes)
+        return Episodes(steps, torch.tensor([n for n, _, _ in ordered]), torch.tensor([s for _, _, s in ordered]),
+                        [f for _, f, _ in ordered], simulated)  # fmt: skip
+
     def close(self) -> None:
         for lane in self.lanes:
             lane.close()
@@ -403,8 +470,7 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
     index = seq.pop("index")
     logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
     values = _gather(values, index)  # [B, T+1]
-    old_logits = _gather(logits, index[:, :-1]).masked_fill(~mask, float("-inf"))
-    old_logprob = torch.log_softmax(old_logits, -1).gather(2, roll["action"].T[..., None])[..., 0]
+    old_logprob = action_logprob(_gather(logits, index[:, :-1]), roll["action"].T, mask)
     advantages, returns = gae(roll["reward"], values[:, :-1].T, roll["done"], values[:, -1], config.gamma,
                               config.gae_lambda)  # fmt: skip
     batch = {"seq": seq, "index": index, "action": roll["action"].T, "old_logprob": old_logprob,
@@ -483,34 +549,23 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     optimizer = torch.optim.Adam(params, lr=config.lr * config.lr_multiplier, eps=1e-5)
     update, env_steps, evals = 0, 0, []
     if resume:
-        if payload.get("kind") != "ppo":
-            raise RuntimeError(f"{ckpt_path} is a {payload.get('kind')} checkpoint, not a PPO run to resume")
-        try:
-            optimizer.load_state_dict(payload["optimizer"])
-        except ValueError:  # parameter groups of another shape: a run written before the decoder took LLaMA's names
-            fix = f"continue with a new run from it: --init {ckpt_path} --out NEW_DIR"
-            raise RuntimeError(f"{ckpt_path}: its optimizer state fits an older parameter layout; {fix}") from None
-        update, env_steps, evals = payload["update"], payload["env_steps"], payload["evals"]
-        torch.set_rng_state(payload["torch_rng"])
+        update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "ppo")
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
     elif ranks.main:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     global_batch = config.batch_steps * ranks.world
     total_updates = -(-config.total_env_steps // global_batch)
-    writer = SummaryWriter(out / "tb") if ranks.main else None
-    metrics_log = open(out / "metrics.jsonl", "a") if ranks.main else None
+    log = RunLog(out, "ppo", model, adapter, families, sim, config, evals) if ranks.main else None
     sync = GradientSync(params, ranks) if ranks.distributed else None
 
     # --- environments (fresh episodes on resume: a killed run's env state is gone); each rank its own houses --
     seed = config.seed * 100_003 + update + ranks.rank * config.num_envs
-    collector = RolloutCollector(model, adapter, config, sim, families, seed)
-
-    def evaluate_now(episodes: int) -> dict:
-        return evaluate_policy(model, adapter, families, episodes, seed=config.seed, progress=False, sim=sim)
-
-    if not evals and ranks.main:
-        evals.append({"env_steps": 0, "results": evaluate_now(config.eval_episodes)})
+    collector = RolloutCollector(
+        model, adapter, sim, families, seed, config.num_envs, config.env_workers, config.rollout
+    )
+    if ranks.main:
+        log.start()
     bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update", disable=not ranks.main)
     start_time, start_steps = time.perf_counter(), env_steps
     while update < total_updates:
@@ -545,19 +600,9 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
             **{k: float(np.mean(v)) for k, v in stats.items()},
             **{f"train_success/{f}": float(np.mean(r)) for f, r in recent.items() if r},
         }
-        for k, v in row.items():
-            if k not in ("update", "env_steps") and not isinstance(v, bool):
-                writer.add_scalar(k if "/" in k else f"ppo/{k}", v, env_steps)
-        metrics_log.write(json.dumps(row) + "\n")
-        metrics_log.flush()
-        if env_steps // config.eval_every > evals[-1]["env_steps"] // config.eval_every or update == total_updates:
-            results = evaluate_now(config.eval_episodes)
-            evals.append({"env_steps": env_steps, "results": results})
-            for f, r in results.items():
-                writer.add_scalar(f"eval_success/{f}", r["success"], env_steps)
-            bar.write(
-                f"{env_steps:>9,} steps  eval " + "  ".join(f"{f} {r['success']:.0%}" for f, r in results.items())
-            )
+        log.record(row)
+        if line := log.maybe_evaluate(env_steps, last=update == total_updates):
+            bar.write(line)
         mean_train = np.mean([np.mean(r) for r in recent.values() if r]) if recent else 0.0
         bar.set_postfix(sps=f"{sps:.0f}", train_success=f"{mean_train:.0%}", kl=f"{row['approx_kl']:.4f}")
         bar.update()
@@ -568,14 +613,6 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     if separate_step is not None:
         separate_step.close()
     collector.close()
-    if not ranks.main:
-        return ckpt_path
-    metrics_log.close()
-    (out / "evals.json").write_text(json.dumps(evals, indent=2) + "\n")
-    if config.final_eval_episodes:
-        results = evaluate_policy(model, adapter, sim.families, config.final_eval_episodes, seed=config.seed, sim=sim)
-        save_results(out / "eval.json", results, kind="ppo", env_steps=env_steps, episodes=config.final_eval_episodes)
-        for family, r in results.items():
-            print(f"  {family:<20} success {r['success']:.0%}  steps {r['mean_steps']:.1f}")
-    writer.close()
+    if ranks.main:
+        log.finish(env_steps)
     return ckpt_path

@@ -157,9 +157,13 @@ class ShardedVectorEnv(gym.vector.VectorEnv):
         self.metadata = dict(metadata, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """Env i gets `seed + i`, or `seed[i]` given one seed per env (as gymnasium's vector envs take them)."""
+        if isinstance(seed, list | tuple) and len(seed) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds, one per env, got {len(seed)}")
         for k in range(len(self._pipes)):
-            shard_seed = None if seed is None else seed + int(self._offsets[k])
+            start, stop = int(self._offsets[k]), int(self._offsets[k + 1])
+            shard_seed = seed[start:stop] if isinstance(seed, list | tuple) else None if seed is None else seed + start
             self._send(k, ("reset", {"seed": shard_seed, "options": options}))
         obs, infos = zip(*self._gather(), strict=True)
         return _merge_obs(obs), _merge_info(infos, self._sizes)

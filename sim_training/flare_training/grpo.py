@@ -1,0 +1,310 @@
+"""GRPO fine-tuning as SimpleVLA-RL does it, on the rollout collector PPO uses: read it top to bottom.
+
+No critic: G rollouts of the same task (house, start pose and goal: one env seed) form a group, and each
+rollout's advantage is its success relative to the group's, (R - mean) / (std + 1e-6), on every step of it.
+SimpleVLA-RL's tricks are the defaults, each switchable for ablations: dynamic sampling (groups whose success
+rate is outside [0.1, 0.9] teach nothing and are dropped; sampling goes on until the batch is full),
+clip-higher (ratio clipped to [1 - 0.2, 1 + 0.28]), rollouts and log-probs at temperature 1.6. No KL, no
+entropy term. The loss is averaged over the steps of each trajectory, then over trajectories. One step of
+our policy plays the role of one token of SimpleVLA-RL's action chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from flare_training import distributed
+from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_training, save_checkpoint
+from flare_training.distributed import GradientSync
+from flare_training.envs import get_simulator
+from flare_training.inputs import ACTION_MASK
+from flare_training.ppo import _STEP_KEYS, Episodes, RolloutCollector, action_logprob, check_simulator
+from flare_training.runlog import RunLog
+from flare_training.thor.controller import ThorConfig
+
+
+@dataclass
+class GRPOConfig:
+    out: str = "runs/grpo"
+    init: str = ""  # BC checkpoint (or imported FLaRe run) to fine-tune; GRPO needs a policy that sometimes succeeds
+    total_env_steps: int = 1_000_000  # steps of the episodes played, dropped groups included
+    group_size: int = 8  # SimpleVLA-RL: 8 rollouts per task
+    groups: int = 16  # groups per update (per rank): 128 trajectories, SimpleVLA-RL's 512 scaled to the gridhouse
+    num_envs: int = 32  # envs stepped at once: num_envs / group_size groups per round of episodes
+    minibatches: int = 4  # optimiser steps per update (SimpleVLA-RL: 512 trajectories / 128)
+    epochs: int = 1  # SimpleVLA-RL: 1
+    lr: float = 2e-5  # FLaRe's PPO rate, so the two methods differ only in the algorithm (SimpleVLA-RL: 5e-6, a 7B VLA)
+    clip_low: float = 0.2  # ratio floor 1 - clip_low
+    clip_high: float = 0.28  # clip-higher: ratio ceiling 1 + clip_high; ablation: 0.2 (symmetric)
+    temperature: float = 1.6  # sampling and log-probs alike; ablation: 1.0
+    dynamic_sampling: bool = True  # drop groups whose success rate is outside [accuracy_low, accuracy_high]
+    accuracy_low: float = 0.1
+    accuracy_high: float = 0.9
+    scale_by_std: bool = True  # advantages divided by the group's std (off: R - mean only)
+    max_grad_norm: float = 1.0  # SimpleVLA-RL: 1
+    # Task families to train on; empty: the simulator's training families (evaluation at the end: all of them).
+    families: tuple[str, ...] = ()
+    env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
+    thor: ThorConfig = field(default_factory=ThorConfig)
+    eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
+    eval_episodes: int = 30  # per family, during training
+    final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
+    env_workers: int = 2  # processes stepping the envs, each its own lane of them (as PPO's)
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = torch's default
+
+
+def group_advantages(success: torch.Tensor, scale_by_std: bool = True) -> torch.Tensor:
+    """[groups, G] binary outcomes -> advantages: R - group mean, over the group's (unbiased) std + 1e-6."""
+    reward = success.float()
+    centred = reward - reward.mean(1, keepdim=True)
+    return centred / (reward.std(1, keepdim=True) + 1e-6) if scale_by_std else centred
+
+
+def informative_groups(success: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """[groups, G] -> [groups] bool: dynamic sampling keeps groups whose success rate lies in [low, high]."""
+    rate = success.float().mean(1)
+    return (rate >= low) & (rate <= high)
+
+
+def grpo_loss(logits, actions, old_logprob, advantages, length, config: GRPOConfig, mask=ACTION_MASK) -> dict:
+    """Clipped surrogate at `temperature`, ratio in [1 - clip_low, 1 + clip_high]: per trajectory the mean over
+    its steps, then the mean over trajectories. logits [B, T, A]; actions, old_logprob [B, T]; advantages,
+    length [B]."""
+    valid = (torch.arange(actions.shape[1])[None] < length[:, None]).float()
+    logprob = action_logprob(logits, actions, mask, config.temperature)
+    ratio = torch.where(valid.bool(), logprob - old_logprob, 0.0).exp()  # padding: ratio 1, no gradient
+    adv = advantages[:, None]
+    clipped = ratio.clamp(1 - config.clip_low, 1 + config.clip_high)
+    per_step = torch.max(-adv * ratio, -adv * clipped) * valid
+    loss = (per_step.sum(1) / valid.sum(1)).mean()
+    with torch.no_grad():
+        steps = valid.sum()
+        approx_kl = (((ratio - 1) - ratio.log()) * valid).sum() / steps
+        clip_fraction = ((clipped != ratio).float() * valid).sum() / steps
+    return {"policy_loss": loss, "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+
+
+def episode_sequences(steps: dict[str, torch.Tensor], length: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Episodes [B, T] as rows for `sequence`: each row one episode from its first step; padding past `length`
+    gets episode ids of its own (it never attends to, nor is attended by, the episode)."""
+    t = torch.arange(steps["action"].shape[1])
+    seq = {k: steps[k] for k in _STEP_KEYS}
+    seq["episode"] = torch.where(t[None] < length[:, None], 0, -1 - t[None])
+    return seq
+
+
+@torch.no_grad()
+def sequence_logprob(model, steps: dict, length: torch.Tensor, temperature: float, mask, chunk: int = 32):
+    """log pi_old of the played actions from one full-sequence pass with the current weights (SimpleVLA-RL
+    recomputes them after the rollout), in chunks of trajectories."""
+    out = []
+    for rows in torch.arange(len(length)).split(chunk):
+        width = int(length[rows].max())
+        part = {k: v[rows, :width] for k, v in steps.items()}
+        logits = model.actor.sequence(episode_sequences(part, length[rows]))["logits"]
+        logprob = action_logprob(logits, part["action"], mask, temperature)
+        out.append(torch.nn.functional.pad(logprob, (0, steps["action"].shape[1] - width)))
+    return torch.cat(out)
+
+
+def _concat_episodes(parts: list[Episodes]) -> Episodes:
+    """Batches of episodes (rounds) -> one, padded to the longest."""
+    longest = max(p.steps["action"].shape[1] for p in parts)
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, longest - x.shape[1]))
+
+    steps = {k: torch.cat([pad(p.steps[k]) for p in parts]) for k in parts[0].steps}
+    return Episodes(steps, torch.cat([p.length for p in parts]), torch.cat([p.success for p in parts]),
+                    sum((p.family for p in parts), []), sum(p.simulated for p in parts))  # fmt: skip
+
+
+def _select(episodes: Episodes, rows: torch.Tensor) -> Episodes:
+    return Episodes({k: v[rows] for k, v in episodes.steps.items()}, episodes.length[rows], episodes.success[rows],
+                    [episodes.family[i] for i in rows.tolist()], 0)  # fmt: skip
+
+
+class GroupSampler:
+    """Rounds of groups (one env seed each, played by `group_size` envs) until `groups` informative groups are
+    in; the surplus of the last round is dropped (every trajectory stays on-policy). A policy that (almost)
+    never or always succeeds fills no batch: after `patience` x `groups` groups played, sampling gives up."""
+
+    patience = 50
+
+    def __init__(self, collector: RolloutCollector, config: GRPOConfig, seed_base: int) -> None:
+        if config.num_envs % config.group_size:
+            raise ValueError(f"--num-envs {config.num_envs} must be a multiple of --group-size {config.group_size}")
+        if config.group_size < 2:
+            raise ValueError("--group-size must be at least 2: a group of one has no relative advantage")
+        self.collector, self.config, self.seed_base = collector, config, seed_base
+        self.per_round = config.num_envs // config.group_size
+
+    def sample(self, next_group: int) -> tuple[Episodes, dict]:
+        """The batch of whole groups (group-major rows) and what sampling it cost; `next_group` numbers tasks."""
+        c, g = self.config, self.config.group_size
+        kept: list[Episodes] = []
+        stats = {"groups_played": 0, "groups_kept": 0, "env_steps": 0, "simulated_steps": 0, "successes": 0}
+        outcomes: dict[str, list[bool]] = {}  # family -> every played trajectory's success
+        while stats["groups_kept"] < c.groups:
+            if stats["groups_played"] >= self.patience * c.groups:
+                raise ValueError(
+                    f"dynamic sampling kept {stats['groups_kept']} of {stats['groups_played']} groups: the policy "
+                    f"succeeds in (almost) none or all of its rollouts at temperature {c.temperature}; fine-tune a "
+                    "policy that succeeds sometimes (--init a BC run), or train with --no-dynamic-sampling"
+                )
+            seeds = [self.seed_base + next_group + j for j in range(self.per_round) for _ in range(g)]
+            next_group += self.per_round
+            played = self.collector.collect_episodes(seeds)
+            success = played.success.view(self.per_round, g)
+            keep = informative_groups(success, c.accuracy_low, c.accuracy_high) if c.dynamic_sampling else None
+            keep = torch.ones(self.per_round, dtype=torch.bool) if keep is None else keep
+            rows = (keep[:, None] & torch.ones(g, dtype=torch.bool)).flatten().nonzero()[:, 0]
+            rows = rows[: (c.groups - stats["groups_kept"]) * g]
+            kept.append(_select(played, rows))
+            stats["groups_played"] += self.per_round
+            stats["groups_kept"] += len(rows) // g
+            stats["env_steps"] += int(played.length.sum())
+            stats["simulated_steps"] += played.simulated
+            stats["successes"] += int(played.success.sum())
+            for family, success in zip(played.family, played.success.tolist(), strict=True):
+                outcomes.setdefault(family, []).append(success)
+        stats["next_group"] = next_group
+        stats["rollout_success"] = {f: float(np.mean(o)) for f, o in outcomes.items()}
+        return _concat_episodes(kept), stats
+
+
+def grpo_update(model, optimizer, params, batch: Episodes, advantages, old_logprob, config: GRPOConfig, mask,
+                sync: GradientSync | None = None, batch_total: int | None = None) -> dict[str, list]:  # fmt: skip
+    """Epochs x minibatches of whole trajectories. With several ranks (`sync`), each minibatch's gradients are
+    scaled by this rank's share of the global minibatch (`batch_total` trajectories in all) and summed."""
+    model.train()
+    n = len(batch.length)
+    stats: dict[str, list[float]] = {}
+    for _ in range(config.epochs):
+        for rows in torch.randperm(n).chunk(config.minibatches):
+            width = int(batch.length[rows].max())
+            part = {k: v[rows, :width] for k, v in batch.steps.items()}
+            logits = model.actor.sequence(episode_sequences(part, batch.length[rows]))["logits"]
+            terms = grpo_loss(logits, part["action"], old_logprob[rows, :width], advantages[rows],
+                              batch.length[rows], config, mask)  # fmt: skip
+            optimizer.zero_grad()
+            terms["policy_loss"].backward()
+            if sync is not None:
+                sync(len(rows), (batch_total or n) / config.minibatches)
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            for k, v in terms.items():
+                stats.setdefault(k, []).append(v.item())
+    return stats
+
+
+def train_grpo(config: GRPOConfig) -> Path:
+    """The run: one process, or one rank of `torchrun`; rank 0 holds the run directory's lock."""
+    return distributed.run_ranked(_train, config)
+
+
+def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    update_threads = torch.get_num_threads()
+    rollout_threads = 1 if config.env_workers else update_threads  # as PPO: the workers need the cores
+    ckpt_path = out / CHECKPOINT_NAME
+    sim = get_simulator(config.env, config.thor)
+    families = sim.check(config.families or sim.train_families)
+    config = replace(config, families=families)
+
+    # --- model, optimiser, resume ---------------------------------------------------------------------
+    resume = ckpt_path.exists()
+    if not resume and not config.init:
+        raise ValueError("give --init: GRPO fine-tunes a policy (a BC checkpoint) that already succeeds sometimes")
+    model, adapter, payload = load_checkpoint(ckpt_path if resume else config.init)
+    model.visual.requires_grad_(False)
+    check_simulator(payload, sim, model.config.max_context)
+    mask = sim.action_mask
+    params = [p for p in model.actor.parameters() if p.requires_grad]  # no critic: it stays as loaded
+    distributed.broadcast_parameters(model, ranks)
+    optimizer = torch.optim.Adam(params, lr=config.lr, eps=1e-5)
+    update, env_steps, evals, next_group = 0, 0, [], 0
+    if resume:
+        update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "grpo")
+        next_group = payload["next_group"]
+        if ranks.main:
+            print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
+    elif ranks.main:
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    log = RunLog(out, "grpo", model, adapter, families, sim, config, evals) if ranks.main else None
+    sync = GradientSync(params, ranks) if ranks.distributed else None
+
+    # --- environments: each rank plays its own tasks (seeds 10M apart) ------------------------------------
+    seed_base = config.seed * 100_003 + ranks.rank * 10_000_019
+    collector = RolloutCollector(model, adapter, sim, families, seed_base + update, config.num_envs,
+                                 config.env_workers, temperature=config.temperature)  # fmt: skip
+    sampler = GroupSampler(collector, config, seed_base)
+    if ranks.main:
+        log.start()
+    bar = tqdm(total=config.total_env_steps, initial=env_steps, desc="grpo", unit="step", unit_scale=True,
+               disable=not ranks.main)  # fmt: skip
+    start_time, start_steps = time.perf_counter(), env_steps
+    while env_steps < config.total_env_steps:
+        update += 1
+        torch.set_num_threads(rollout_threads)
+        rollout_start = time.perf_counter()
+        batch, sampled = sampler.sample(next_group)
+        next_group, family_success = sampled.pop("next_group"), sampled.pop("rollout_success")
+        env_steps += int(distributed.sum_over_ranks(sampled["env_steps"], ranks))
+        torch.set_num_threads(update_threads)
+        update_start = time.perf_counter()
+        advantages = group_advantages(batch.success.view(-1, config.group_size), config.scale_by_std).flatten()
+        old_logprob = sequence_logprob(model, batch.steps, batch.length, config.temperature, mask)
+        valid = torch.arange(old_logprob.shape[1])[None] < batch.length[:, None]
+        cache_vs_sequence = (old_logprob - batch.steps["logprob"])[valid].abs().max().item()
+        stats = grpo_update(model, optimizer, params, batch, advantages, old_logprob, config, mask, sync,
+                            len(batch.length) * ranks.world)  # fmt: skip
+        spread = distributed.param_spread(params, ranks)
+        if not ranks.main:
+            continue
+
+        # --- log, evaluate, checkpoint (rank 0) ------------------------------------------------------------
+        sps = (env_steps - start_steps) / (time.perf_counter() - start_time)
+        trajectories = sampled["groups_played"] * config.group_size
+        row = {
+            "update": update,
+            "env_steps": env_steps,
+            "sps": sps,
+            "rollout_s": update_start - rollout_start,
+            "update_s": time.perf_counter() - update_start,
+            "cache_vs_sequence_logprob": cache_vs_sequence,
+            "ranks": ranks.world,
+            "param_spread": spread,
+            "groups_kept_fraction": sampled["groups_kept"] / sampled["groups_played"],
+            "simulated_steps_per_env_step": sampled["simulated_steps"] / sampled["env_steps"],
+            "rollout_success": sampled["successes"] / trajectories,  # at the rollout temperature
+            "mean_length": float(batch.length.float().mean()),
+            **{k: float(np.mean(v)) for k, v in stats.items()},
+            **{f"rollout_success/{f}": s for f, s in family_success.items()},
+        }
+        log.record(row)
+        if line := log.maybe_evaluate(env_steps, last=env_steps >= config.total_env_steps):
+            bar.write(line)
+        bar.set_postfix(rollout_success=f"{row['rollout_success']:.0%}", kept=f"{row['groups_kept_fraction']:.0%}",
+                        kl=f"{row['approx_kl']:.4f}")  # fmt: skip
+        bar.update(env_steps - bar.n)
+        state = {"update": update, "env_steps": env_steps, "evals": evals, "next_group": next_group,
+                 "config": asdict(config)}  # fmt: skip
+        save_checkpoint(ckpt_path, model, adapter, kind="grpo", optimizer=optimizer.state_dict(),
+                        torch_rng=torch.get_rng_state(), **state)  # fmt: skip
+    bar.close()
+    collector.close()
+    if ranks.main:
+        log.finish(env_steps)
+    return ckpt_path
