@@ -2,9 +2,9 @@
 sampling and log-probs alike, an update that improves, repeatable group starts, and the CLI run end to end."""
 
 import json
-from collections import defaultdict
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,8 @@ from flare_core import get_embodiment
 from flare_sim import make_vector_env
 from flare_training.checkpoint import save_checkpoint
 from flare_training.grpo import (
-    GRPOConfig,
     GroupSampler,
+    GRPOConfig,
     episode_sequences,
     group_advantages,
     grpo_loss,
