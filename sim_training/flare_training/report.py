@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -29,6 +30,12 @@ def _load(run: Path) -> dict:
     return {"name": run.name, "final": final, "curve": curve}
 
 
+def _success(result: dict) -> str:
+    """Success rate with its standard error, sqrt(p (1 - p) / n), where the episode count is known."""
+    p, n = result["success"], result.get("episodes")
+    return f"{p:.1%} ± {math.sqrt(p * (1 - p) / n):.1%}" if n else f"{p:.0%}"
+
+
 def results_table(runs: list[dict]) -> str:
     families = _columns(runs)
     header = (
@@ -42,11 +49,16 @@ def results_table(runs: list[dict]) -> str:
         if final is None:
             lines.append(f"| {run['name']} | (no final evaluation) |" + " |" * len(families))
             continue
-        cells = [f"{final['results'][f]['success']:.0%}" if f in final["results"] else "-" for f in families]
+        cells = [_success(final["results"][f]) if f in final["results"] else "-" for f in families]
         lines.append(f"| {run['name']} | {final.get('env_steps', 0):,} | " + " | ".join(cells) + " |")
     episodes = next((r["final"]["episodes"] for r in runs if r["final"]), "?")
     lines.append("")
-    lines.append(f"Success rate over {episodes} unseen (evaluation-split) houses per family, sampling from the policy.")
+    how = (
+        "argmax of the policy (as the robot's policy node)"
+        if any(r["final"].get("greedy") for r in runs if r["final"])
+        else "sampling from the policy"
+    )
+    lines.append(f"Success rate ± standard error over {episodes} unseen (evaluation-split) houses per family, {how}.")
     return "\n".join(lines)
 
 
