@@ -330,3 +330,14 @@ def test_checkpoints_from_before_the_decoder_took_llamas_names_still_load(tmp_pa
     loaded, _, _ = load_checkpoint(path)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_report_states_standard_errors_and_how_actions_were_chosen():
+    from flare_training.report import results_table
+
+    final = {"env_steps": 10, "episodes": 500, "greedy": True,
+             "results": {"objectnav": {"success": 0.354, "episodes": 500}}}  # fmt: skip
+    table = results_table([{"name": "run", "final": final, "curve": []}])
+    assert "| run | 10 | 35.4% ± 2.1% |" in table and "argmax" in table
+    final["greedy"] = False
+    assert "sampling" in results_table([{"name": "run", "final": final, "curve": []}])
