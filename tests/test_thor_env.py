@@ -538,3 +538,18 @@ def test_a_kept_house_is_queried_once_for_positions_and_objects(houses):
     sent = [call["action"] for call in env.controller.controller.sent]
     assert sent.count("GetReachablePositions") == 1 and sent.count("ResetObjectFilter") == 1
     env.close()
+
+
+def test_equal_seeds_pose_equal_tasks_whatever_came_before(houses):
+    """GRPO's groups: envs that played different episodes before start the same task from the same seed."""
+    first, second = (ThorEnv(config(houses), families=("ObjectNavType", "PickupType")) for _ in range(2))
+    first.reset(seed=5)
+    second.reset(seed=11)
+    second.reset()  # a house kept for further episodes in this env, not in the other
+    starts = []
+    for env in (first, second):
+        obs, info = env.reset(seed=42)
+        agent = env.controller.controller.last_event.metadata["agent"]["position"]
+        starts.append((info["house"], env.task.family, sorted(env.task.target_ids), obs["goal"], agent))
+        env.close()
+    assert starts[0] == starts[1]

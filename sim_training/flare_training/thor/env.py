@@ -89,8 +89,9 @@ class ThorEnv(gym.Env):
 
     # -- episode -------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Start an episode. options: `house` (index into the split) and/or `family` pin them. After a Unity
-        timeout cut an episode short, a reset without options plays that episode again from its start."""
+        """Start an episode. options: `house` (index into the split) and/or `family` pin them; a seed alone draws
+        family, house, start pose and target from it. After a Unity timeout cut an episode short, a reset without
+        options plays that episode again from its start."""
         super().reset(seed=seed)
         if seed is not None:
             self.controller.rng = np.random.default_rng(seed)
@@ -106,7 +107,9 @@ class ThorEnv(gym.Env):
             if pinned is not None:  # a house that cannot pose the task gives way to the next, the same for every run
                 index = (pinned + k) % len(self.houses) if k else pinned
             else:
-                keep = self._house_index is not None and self._house_uses < HOUSE_REPEATS
+                # A seeded reset draws its house from the seed alone, so equal seeds pose equal tasks (GRPO's
+                # groups) whatever each env played before.
+                keep = seed is None and self._house_index is not None and self._house_uses < HOUSE_REPEATS
                 index = self._house_index if keep else int(self.np_random.integers(len(self.houses)))
             try:
                 return self._start(family, index)
