@@ -91,13 +91,13 @@ class ThorEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode. options: `house` (index into the split) and/or `family` pin them; a seed alone draws
         family, house, start pose and target from it. After a Unity timeout cut an episode short, a reset without
-        options plays that episode again from its start."""
+        seed or options plays that episode again from its start."""
         super().reset(seed=seed)
         if seed is not None:
             self.controller.rng = np.random.default_rng(seed)
         options = options or {}
         replay, self._replay = self._replay, None
-        if replay is not None and not options:
+        if replay is not None and not options and seed is None:
             return self._start(replay.family, replay.house, replay)
         family = options.get("family") or self.families[int(self.np_random.integers(len(self.families)))]
         if family not in self.families:
