@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GRPO (SimpleVLA-RL's settings) beside FLaRe PPO from the same BC checkpoint on ObjectNav + Pickup, 500
 # unseen houses per family: GRPO at 500k and 1M env steps (one run, resumed past each budget) and at the
-# longest budget (LONG, default 2M) beside FLaRe PPO resumed from its 1M run; sampled and greedy (the robot's
+# longest budget (LONG, default 1.5M) beside FLaRe PPO resumed from its 1M run; sampled and greedy (the robot's
 # policy node) evaluations; GRPO's ablations at 500k (no dynamic sampling, the symmetric clip [0.8, 1.2],
 # temperature 1.0) and a 5x learning rate. Needs runs/bc_pre2k and runs/flare_recipe_onp (recipe_rerun.sh).
 # One run at a time (2 cores); finished steps are skipped when it runs again. Run from the repository root.
 set -euo pipefail
 PY=.venv/bin/python
-LONG=${LONG:-2000000}
+LONG=${LONG:-1500000}
 FAMILIES=(objectnav pickup)
 reached() { [ -f "runs/$1/eval.json" ] && $PY -c "import json,sys; sys.exit(json.load(open('runs/$1/eval.json'))['env_steps'] < $2)"; }
 # 500 houses per family: sampled (as every table here) and greedy (what the robot's policy node does).
@@ -34,10 +34,10 @@ ablation grpo_onp_500k
 eval500 bc_pre2k
 eval500 flare_recipe_onp
 extend grpo_onp_500k grpo_onp 1000000 grpo; eval500 grpo_onp
-ablation grpo_500k_lr_1e-4 --lr 1e-4
 ablation grpo_500k_no_dynamic_sampling --no-dynamic-sampling
 ablation grpo_500k_symmetric_clip --clip-high 0.2
 ablation grpo_500k_temperature_1 --temperature 1.0
+ablation grpo_500k_lr_1e-4 --lr 1e-4
 extend grpo_onp "grpo_onp_long" "$LONG" grpo; eval500 grpo_onp_long
 extend flare_recipe_onp flare_recipe_onp_long "$LONG" ppo; eval500 flare_recipe_onp_long
 for evals in eval500 eval500_greedy; do
