@@ -8,19 +8,22 @@ is held; its actions are the gridhouse's valid ones (what our mask allows). Both
 fresh policy over a frozen, randomly initialised CNN, since our PPO never trains the visual encoder) on
 ObjectNav + Pickup with the same env-step budget, then are evaluated on the same unseen houses.
 
-Sample Factory's APPO is not measured: sample-factory 2.1.1 pins gymnasium 0.29.1 and numpy < 2, which the
-gridhouse (gymnasium 1.4.0, minigrid 3.2.0) does not run on.
+Sample Factory's APPO (its defaults: GRU core, asynchronous sampling) runs in a venv of its own, since
+sample-factory 2.1.1 pins gymnasium 0.29.1 and numpy < 2 (`benchmarks/peer_sample_factory.py`, which this script
+runs with `--sample-factory-python`; create that venv as `benchmarks/requirements-sample-factory.txt` says).
 
     .venv/bin/pip install -r benchmarks/requirements-peer.txt
-    .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50]
+    .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50] [--sample-factory-python .venv-sf/bin/python]
 
-Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` last (env steps per second, training
-included), and each method's success on unseen houses after the budget.
+Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` (and `sps_sample_factory=`,
+`ratio_vs_sample_factory=`) last (env steps per second, training included), and each method's success on unseen
+houses after the budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -118,23 +121,48 @@ def run_recurrent_ppo(steps: int, episodes: int, num_envs: int) -> tuple[float, 
     return sps, success
 
 
+def run_sample_factory(python: str, steps: int, episodes: int, num_envs: int) -> tuple[float, dict]:
+    """benchmarks/peer_sample_factory.py in Sample Factory's own venv; its `key=value` lines read back."""
+    script = Path(__file__).with_name("peer_sample_factory.py")
+    done = subprocess.run([python, str(script), "--steps", str(steps), "--episodes", str(episodes), "--num-envs",
+                           str(num_envs)], capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"peer_sample_factory.py failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    figures = dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
+    return float(figures["sps_sample_factory"]), {f: float(figures[f"success_sample_factory_{f}"]) for f in FAMILIES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8192, help="env steps each method trains for")
     parser.add_argument("--episodes", type=int, default=50, help="unseen houses per family afterwards")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        default=["recurrentppo", "sample_factory"],
+        choices=["recurrentppo", "sample_factory"],
+        help="which peers to run beside ours",
+    )
+    parser.add_argument("--sample-factory-python", default="",
+                        help="python of Sample Factory's venv (see benchmarks/requirements-sample-factory.txt); "
+                             "empty: Sample Factory is not run")  # fmt: skip
     args = parser.parse_args()
     num_envs = PPOConfig.num_envs
+    sps, success = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        sps_ours, success_ours = run_ours(args.steps, args.episodes, tmp)
-    sps_peer, success_peer = run_recurrent_ppo(args.steps, args.episodes, num_envs)
-    for name, success in (("ours", success_ours), ("recurrentppo", success_peer)):
-        print(
-            f"{name:<13} " + "  ".join(f"{f} {s:.0%}" for f, s in success.items()) + f"  ({args.episodes} houses each)"
+        sps["ours"], success["ours"] = run_ours(args.steps, args.episodes, tmp)
+    if "recurrentppo" in args.peers:
+        sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs)
+    if "sample_factory" in args.peers and args.sample_factory_python:
+        sps["sample_factory"], success["sample_factory"] = run_sample_factory(
+            args.sample_factory_python, args.steps, args.episodes, num_envs
         )
-    print(f"envs={num_envs} steps={args.steps} sample_factory=not_run_pins_gymnasium_0.29.1_numpy_lt_2")
-    print(f"success_ours={np.mean(list(success_ours.values())):.3f} "
-          f"success_recurrentppo={np.mean(list(success_peer.values())):.3f}")  # fmt: skip
-    print(f"sps_ours={sps_ours:.0f} sps_recurrentppo={sps_peer:.0f} ratio_vs_recurrentppo={sps_ours / sps_peer:.1f}")
+    for name, rates in success.items():
+        print(f"{name:<15} " + "  ".join(f"{f} {s:.0%}" for f, s in rates.items()) + f"  ({args.episodes} houses each)")
+    print(f"envs={num_envs} steps={args.steps} peers={','.join(n for n in sps if n != 'ours')}")
+    print(" ".join(f"success_{name}={np.mean(list(rates.values())):.3f}" for name, rates in success.items()))
+    print(" ".join(f"sps_{name}={value:.0f}" for name, value in sps.items()) + " " +
+          " ".join(f"ratio_vs_{name}={sps['ours'] / sps[name]:.1f}" for name in sps if name != "ours"))  # fmt: skip
 
 
 if __name__ == "__main__":

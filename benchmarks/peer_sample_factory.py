@@ -17,10 +17,10 @@ sampling its actions.
 
 Sample Factory pins gymnasium < 1 and numpy < 2, so it runs in a venv of its own, not the project's .venv:
 
-    python3.11 -m venv /work/sfvenv
-    /work/sfvenv/bin/pip install -r benchmarks/requirements-sample-factory.txt
-    /work/sfvenv/bin/pip install --no-deps --no-build-isolation -e src/flare_core -e src/flare_sim
-    /work/sfvenv/bin/python benchmarks/peer_sample_factory.py [--steps 8192] [--episodes 50] [--num-envs 32]
+    python3.11 -m venv .venv-sf
+    .venv-sf/bin/pip install -r benchmarks/requirements-sample-factory.txt
+    .venv-sf/bin/pip install --no-deps --no-build-isolation -e src/flare_core -e src/flare_sim
+    .venv-sf/bin/python benchmarks/peer_sample_factory.py [--steps 8192] [--episodes 50] [--num-envs 32]
 
 Prints `sps_sample_factory=` (env steps trained per second of wall-clock, from the start of `run_rl` to its
 end: process start-up included) and `success_sample_factory_objectnav=`, `success_sample_factory_pickup=`
@@ -125,7 +125,7 @@ def train(steps: int, num_envs: int, train_dir: str):
     elapsed = time.perf_counter() - start
     if status != ExperimentStatus.SUCCESS:
         raise RuntimeError(f"Sample Factory training ended with status {status}")
-    sps = latest_checkpoint(cfg)["env_steps"] / elapsed  # whole batches of 1024 steps: the budget and a little more
+    sps = latest_checkpoint(cfg)["env_steps"] / elapsed  # the learner's count: whole 1024-step batches, past the budget
     return sps, cfg
 
 
@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50, help="unseen houses per family afterwards")
     parser.add_argument("--num-envs", type=int, default=NUM_ENVS, help="envs sampled at once (even)")
     args = parser.parse_args()
+    if args.num_envs < 2 or args.num_envs % 2:
+        parser.error("--num-envs must be even: Sample Factory splits each worker's envs in two halves")
     register_env(ENV_NAME, make_gridhouse)
     with tempfile.TemporaryDirectory() as train_dir:
         sps, cfg = train(args.steps, args.num_envs, train_dir)

@@ -26,8 +26,15 @@ ALL_FAMILIES = (*FAMILIES, *THOR_TASKS)  # gridhouse's and AI2-THOR's; each simu
 
 
 def _field_comments(cls) -> dict[str, str]:
-    """Each field's comment in the config's source (inline, else the comment lines just above it): its --help,
-    so a hyper-parameter is explained once, where it is defined."""
+    """Each field's comment in the config's source (inline, else the comment lines just above it), its base
+    classes' included: its --help, so a hyper-parameter is explained once, where it is defined."""
+    comments = {}
+    for base in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        comments.update(_class_field_comments(base))
+    return comments
+
+
+def _class_field_comments(cls) -> dict[str, str]:
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
@@ -50,7 +57,8 @@ def _field_comments(cls) -> dict[str, str]:
 def _add_dataclass(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
-    for f in dataclasses.fields(cls):
+    own = cls.__dict__.get("__annotations__", {})  # the command's own options first, then the shared ones
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
             _add_dataclass(parser.add_argument_group(f.name), kind, prefix=f"{f.name}.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +23,21 @@ from tqdm import tqdm
 from flare_training import distributed
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_training, save_checkpoint
 from flare_training.distributed import GradientSync
-from flare_training.envs import get_simulator
 from flare_training.inputs import ACTION_MASK
-from flare_training.ppo import _STEP_KEYS, Episodes, RolloutCollector, action_logprob, check_simulator
-from flare_training.runlog import RunLog
-from flare_training.thor.controller import ThorConfig
+from flare_training.ppo import (
+    _STEP_KEYS,
+    Episodes,
+    RolloutCollector,
+    action_logprob,
+    apply_gradients,
+    check_simulator,
+    open_run,
+)
+from flare_training.runlog import RunConfig, RunLog
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(RunConfig):
     out: str = "runs/grpo"
     init: str = ""  # BC checkpoint (or imported FLaRe run) to fine-tune; GRPO needs a policy that sometimes succeeds
     total_env_steps: int = 1_000_000  # steps of the episodes played, dropped groups included
@@ -49,16 +55,6 @@ class GRPOConfig:
     accuracy_high: float = 0.9
     scale_by_std: bool = True  # advantages divided by the group's std (off: R - mean only)
     max_grad_norm: float = 1.0  # SimpleVLA-RL: 1
-    # Task families to train on; empty: the simulator's training families (evaluation at the end: all of them).
-    families: tuple[str, ...] = ()
-    env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
-    thor: ThorConfig = field(default_factory=ThorConfig)
-    eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
-    eval_episodes: int = 30  # per family, during training
-    final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
-    env_workers: int = 2  # processes stepping the envs, each its own lane of them (as PPO's)
-    seed: int = 0
-    threads: int = 0  # torch threads; 0 = torch's default
 
 
 def group_advantages(success: torch.Tensor, scale_by_std: bool = True) -> torch.Tensor:
@@ -197,10 +193,9 @@ def grpo_update(model, optimizer, params, batch: Episodes, advantages, old_logpr
                               batch.length[rows], config, mask)  # fmt: skip
             optimizer.zero_grad()
             terms["policy_loss"].backward()
-            if sync is not None:
-                sync(len(rows), (batch_total or n) / config.minibatches)
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
+            apply_gradients(
+                optimizer, params, config.max_grad_norm, sync, len(rows), (batch_total or n) / config.minibatches
+            )
             for k, v in terms.items():
                 stats.setdefault(k, []).append(v.item())
     return stats
@@ -212,16 +207,8 @@ def train_grpo(config: GRPOConfig) -> Path:
 
 
 def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    update_threads = torch.get_num_threads()
-    rollout_threads = 1 if config.env_workers else update_threads  # as PPO: the workers need the cores
-    ckpt_path = out / CHECKPOINT_NAME
-    sim = get_simulator(config.env, config.thor)
-    families = sim.check(config.families or sim.train_families)
-    config = replace(config, families=families)
+    out, sim, config, rollout_threads, update_threads = open_run(config)
+    families, ckpt_path = config.families, out / CHECKPOINT_NAME
 
     # --- model, optimiser, resume ---------------------------------------------------------------------
     resume = ckpt_path.exists()

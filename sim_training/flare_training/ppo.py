@@ -18,7 +18,7 @@ import json
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +33,13 @@ from flare_training.evaluate import choose
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
-from flare_training.runlog import RunLog
-from flare_training.thor.controller import ThorConfig
+from flare_training.runlog import RunConfig, RunLog
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(RunConfig):
     out: str = "runs/ppo"
     init: str = ""  # BC checkpoint or imported FLaRe run to fine-tune; empty = RL from scratch (random policy)
     visual_from: str = ""  # from scratch: checkpoint whose frozen visual encoder and inputs to use
@@ -60,18 +59,6 @@ class PPOConfig:
     critic_warmup_steps: int = 200_000  # FLaRe: env steps of value-only updates before the policy moves; 0: none
     normalize_advantages: bool = False  # FLaRe: no; per-minibatch normalisation as CleanRL does
     shared_critic: bool = False  # ablation: value head on the actor's network
-    # Task families to train on; empty: the simulator's training families (evaluation at the end: all of them).
-    families: tuple[str, ...] = ()
-    env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
-    thor: ThorConfig = field(default_factory=ThorConfig)
-    eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
-    eval_episodes: int = 30  # per family, during training
-    final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
-    # Processes stepping the envs, each its own lane of them: the learner decides for one lane while the others
-    # step (2 keeps both cores of a small machine busy); 0 = every env in the learner's process, in turn.
-    env_workers: int = 2
-    seed: int = 0
-    threads: int = 0  # torch threads; 0 = torch's default
 
     @property
     def batch_steps(self) -> int:
@@ -505,13 +492,21 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
                 if not warmup:
                     loss = loss + actor_loss(terms, config)
                 loss.backward()
-            if sync is not None:
-                sync(len(rows), (batch_total or n) / config.minibatches)
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
+            apply_gradients(
+                optimizer, params, config.max_grad_norm, sync, len(rows), (batch_total or n) / config.minibatches
+            )
             for k, v in terms.items():
                 stats[k].append(v.item())
     return stats
+
+
+def apply_gradients(optimizer, params, max_grad_norm: float, sync: GradientSync | None, rows: int, total: float):
+    """One optimiser step (PPO's and GRPO's): with several ranks, this rank's gradients scaled by its share of
+    the global minibatch (`rows` of `total`) and summed over ranks, then clipped, then the step."""
+    if sync is not None:
+        sync(rows, total)
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
 
 
 def train_ppo(config: PPOConfig) -> Path:
@@ -519,19 +514,25 @@ def train_ppo(config: PPOConfig) -> Path:
     return distributed.run_ranked(_train, config)
 
 
-def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
+def open_run(config):
+    """The run directory, the simulator, the families (recorded in the config as trained: the card's tasks),
+    and torch's threads for rollouts and for updates (PPO's and GRPO's). While env workers run, the learner's
+    per-step inference is small and more torch threads only fight them for the cores; the update gets every
+    thread back."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    # While env workers run, the learner's per-step inference is small and more torch threads only fight them
-    # for the cores; the update gets every thread back.
     update_threads = torch.get_num_threads()
     rollout_threads = 1 if config.env_workers else update_threads
-    ckpt_path = out / CHECKPOINT_NAME
     sim = get_simulator(config.env, config.thor)
-    families = sim.check(config.families or sim.train_families)
-    config = replace(config, families=families)  # recorded as trained (the card's tasks)
+    config = replace(config, families=sim.check(config.families or sim.train_families))
+    return out, sim, config, rollout_threads, update_threads
+
+
+def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
+    out, sim, config, rollout_threads, update_threads = open_run(config)
+    families, ckpt_path = config.families, out / CHECKPOINT_NAME
 
     # --- model, optimiser, resume ---------------------------------------------------------------------
     resume = ckpt_path.exists()

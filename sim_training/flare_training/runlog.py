@@ -4,11 +4,31 @@ unseen houses every `eval_every` env steps, and the final evaluation over every 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
 from flare_training.evaluate import evaluate_policy, save_results
+from flare_training.thor.controller import ThorConfig
+
+
+@dataclass
+class RunConfig:
+    """What a PPO and a GRPO run share: where they train, how they are evaluated, the machine's share."""
+
+    # Task families to train on; empty: the simulator's training families (evaluation at the end: all of them).
+    families: tuple[str, ...] = ()
+    env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
+    thor: ThorConfig = field(default_factory=ThorConfig)
+    eval_every: int = 100_000  # env steps between evaluations on unseen houses (learning curves)
+    eval_episodes: int = 30  # per family, during training
+    final_eval_episodes: int = 100  # per family, at the end, all families (held-out included)
+    # Processes stepping the envs, each its own lane of them: the learner decides for one lane while the others
+    # step (2 keeps both cores of a small machine busy); 0 = every env in the learner's process, in turn.
+    env_workers: int = 2
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = torch's default
 
 
 class RunLog:
