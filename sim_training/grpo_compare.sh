@@ -34,11 +34,12 @@ ablation grpo_onp_500k
 eval500 bc_pre2k
 eval500 flare_recipe_onp
 extend grpo_onp_500k grpo_onp 1000000 grpo; eval500 grpo_onp
+ablation grpo_500k_lr_1e-4 --lr 1e-4
 ablation grpo_500k_no_dynamic_sampling --no-dynamic-sampling
 ablation grpo_500k_symmetric_clip --clip-high 0.2
 ablation grpo_500k_temperature_1 --temperature 1.0
-ablation grpo_500k_lr_1e-4 --lr 1e-4
-extend grpo_onp "grpo_onp_long" "$LONG" grpo; eval500 grpo_onp_long
+# The longest GRPO run continues the default run, or (GRPO_LONG_FROM) a variant that did better at 500k.
+extend "${GRPO_LONG_FROM:-grpo_onp}" grpo_onp_long "$LONG" grpo; eval500 grpo_onp_long
 extend flare_recipe_onp flare_recipe_onp_long "$LONG" ppo; eval500 flare_recipe_onp_long
 for evals in eval500 eval500_greedy; do
   $PY -m flare_training report runs/bc_pre2k runs/flare_recipe_onp runs/grpo_onp runs/flare_recipe_onp_long \
