@@ -160,9 +160,11 @@ class GroupSampler:
             next_group += self.per_round
             played = self.collector.collect_episodes(seeds)
             success = played.success.view(self.per_round, g)
-            keep = informative_groups(success, c.accuracy_low, c.accuracy_high) if c.dynamic_sampling else None
-            keep = torch.ones(self.per_round, dtype=torch.bool) if keep is None else keep
-            rows = (keep[:, None] & torch.ones(g, dtype=torch.bool)).flatten().nonzero()[:, 0]
+            if c.dynamic_sampling:
+                keep = informative_groups(success, c.accuracy_low, c.accuracy_high)
+            else:
+                keep = torch.ones(self.per_round, dtype=torch.bool)
+            rows = keep.repeat_interleave(g).nonzero()[:, 0]
             rows = rows[: (c.groups - stats["groups_kept"]) * g]
             kept.append(_select(played, rows))
             stats["groups_played"] += self.per_round
