@@ -147,6 +147,10 @@ def main() -> None:
                         help="python of Sample Factory's venv (see benchmarks/requirements-sample-factory.txt); "
                              "empty: Sample Factory is not run")  # fmt: skip
     args = parser.parse_args()
+    if "sample_factory" in args.peers and not args.sample_factory_python and args.peers != parser.get_default("peers"):
+        parser.error(
+            "--peers sample_factory needs --sample-factory-python (see benchmarks/requirements-sample-factory.txt)"
+        )
     num_envs = PPOConfig.num_envs
     sps, success = {}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -548,8 +548,14 @@ def test_equal_seeds_pose_equal_tasks_whatever_came_before(houses):
     second.reset()  # a house kept for further episodes in this env, not in the other
     starts = []
     for env in (first, second):
+        before = len(env.controller.controller.sent)
         obs, info = env.reset(seed=42)
+        sent = [c.get("action") for c in env.controller.controller.sent[before:]]
         agent = env.controller.controller.last_event.metadata["agent"]["position"]
-        starts.append((info["house"], env.task.family, sorted(env.task.target_ids), obs["goal"], agent))
+        starts.append((info["house"], env.task.family, sorted(env.task.target_ids), obs["goal"], agent, sent))
         env.close()
     assert starts[0] == starts[1]
+    # The house is loaded again (the camera calibration drawn from the seed) and keeps its own materials:
+    # RandomizeMaterials takes no seed, so a group's scenes would differ.
+    sent = starts[0][-1]
+    assert "ResetMaterials" in sent and "RandomizeMaterials" not in sent

@@ -1,7 +1,7 @@
 """Command line: `python -m flare_training {perception,bc,ppo,grpo,eval,export,import,report} --help`.
 
-Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, ModelConfig) and becomes a flag
-here by name, so each one is named once.
+Every hyper-parameter is a field of a dataclass config (BCConfig, PPOConfig, GRPOConfig and their shared
+RunConfig, ModelConfig) and becomes a flag here by name, so each one is named once.
 """
 
 from __future__ import annotations

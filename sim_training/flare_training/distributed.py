@@ -71,11 +71,12 @@ def broadcast_parameters(module: torch.nn.Module, ranks: Ranks) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def sum_over_ranks(value: float, ranks: Ranks) -> float:
+def sum_over_ranks(value: float, ranks: Ranks, op: str = "sum") -> float:
+    """`value` summed over ranks (or their "max")."""
     if not ranks.distributed:
         return value
     t = torch.tensor([float(value)], dtype=torch.float64)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return float(t.item())
 
 

@@ -33,7 +33,7 @@ from flare_training.ppo import (
     check_simulator,
     open_run,
 )
-from flare_training.runlog import RunConfig, RunLog
+from flare_training.runlog import RunConfig, RunLog, check_resume
 
 
 @dataclass
@@ -51,9 +51,11 @@ class GRPOConfig(RunConfig):
     clip_high: float = 0.28  # clip-higher: ratio ceiling 1 + clip_high; ablation: 0.2 (symmetric)
     temperature: float = 1.6  # sampling and log-probs alike; ablation: 1.0
     dynamic_sampling: bool = True  # drop groups whose success rate is outside [accuracy_low, accuracy_high]
-    accuracy_low: float = 0.1
-    accuracy_high: float = 0.9
-    scale_by_std: bool = True  # advantages divided by the group's std (off: R - mean only)
+    accuracy_low: float = 0.1  # dynamic sampling: the lowest success rate of a group kept
+    accuracy_high: float = 0.9  # dynamic sampling: the highest success rate of a group kept
+    # Advantages divided by the group's std; off: R - mean only (reward 1 on success where SimpleVLA-RL pays 5,
+    # so then 5x smaller advantages than theirs).
+    scale_by_std: bool = True
     max_grad_norm: float = 1.0  # SimpleVLA-RL: 1
 
 
@@ -120,18 +122,21 @@ def _concat_episodes(parts: list[Episodes]) -> Episodes:
 
     steps = {k: torch.cat([pad(p.steps[k]) for p in parts]) for k in parts[0].steps}
     return Episodes(steps, torch.cat([p.length for p in parts]), torch.cat([p.success for p in parts]),
-                    sum((p.family for p in parts), []), sum(p.simulated for p in parts))  # fmt: skip
+                    sum((p.family for p in parts), []), sum(p.simulated for p in parts),
+                    torch.cat([p.timeout for p in parts]))  # fmt: skip
 
 
 def _select(episodes: Episodes, rows: torch.Tensor) -> Episodes:
     return Episodes({k: v[rows] for k, v in episodes.steps.items()}, episodes.length[rows], episodes.success[rows],
-                    [episodes.family[i] for i in rows.tolist()], 0)  # fmt: skip
+                    [episodes.family[i] for i in rows.tolist()], 0, episodes.timeout[rows])  # fmt: skip
 
 
 class GroupSampler:
     """Rounds of groups (one env seed each, played by `group_size` envs) until `groups` informative groups are
-    in; the surplus of the last round is dropped (every trajectory stays on-policy). A policy that (almost)
-    never or always succeeds fills no batch: after `patience` x `groups` groups played, sampling gives up."""
+    in; the surplus of the last round is dropped (every trajectory stays on-policy). A group with an episode a
+    simulator timeout cut short (AI2-THOR) is dropped whatever its outcomes: that failure is not the policy's.
+    A policy that (almost) never or always succeeds fills no batch: after `patience` x `groups` groups played,
+    sampling gives up."""
 
     patience = 50
 
@@ -140,6 +145,9 @@ class GroupSampler:
             raise ValueError(f"--num-envs {config.num_envs} must be a multiple of --group-size {config.group_size}")
         if config.group_size < 2:
             raise ValueError("--group-size must be at least 2: a group of one has no relative advantage")
+        if (config.groups * config.group_size) % config.minibatches:
+            raise ValueError(f"--minibatches {config.minibatches} must divide the batch's "
+                             f"{config.groups * config.group_size} trajectories (--groups x --group-size)")  # fmt: skip
         self.collector, self.config, self.seed_base = collector, config, seed_base
         self.per_round = config.num_envs // config.group_size
 
@@ -147,7 +155,8 @@ class GroupSampler:
         """The batch of whole groups (group-major rows) and what sampling it cost; `next_group` numbers tasks."""
         c, g = self.config, self.config.group_size
         kept: list[Episodes] = []
-        stats = {"groups_played": 0, "groups_kept": 0, "env_steps": 0, "simulated_steps": 0, "successes": 0}
+        stats = dict.fromkeys(("groups_played", "groups_informative", "groups_kept", "env_steps", "simulated_steps",
+                               "successes"), 0)  # fmt: skip
         outcomes: dict[str, list[bool]] = {}  # family -> every played trajectory's success
         while stats["groups_kept"] < c.groups:
             if stats["groups_played"] >= self.patience * c.groups:
@@ -160,10 +169,10 @@ class GroupSampler:
             next_group += self.per_round
             played = self.collector.collect_episodes(seeds)
             success = played.success.view(self.per_round, g)
+            keep = ~played.timeout.view(self.per_round, g).any(1)
             if c.dynamic_sampling:
-                keep = informative_groups(success, c.accuracy_low, c.accuracy_high)
-            else:
-                keep = torch.ones(self.per_round, dtype=torch.bool)
+                keep &= informative_groups(success, c.accuracy_low, c.accuracy_high)
+            stats["groups_informative"] += int(keep.sum())
             rows = keep.repeat_interleave(g).nonzero()[:, 0]
             rows = rows[: (c.groups - stats["groups_kept"]) * g]
             kept.append(_select(played, rows))
@@ -226,6 +235,7 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
     update, env_steps, evals, next_group = 0, 0, [], 0
     if resume:
         update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "grpo")
+        check_resume(payload.get("config"), config)
         next_group = payload["next_group"]
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
@@ -234,8 +244,8 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
     log = RunLog(out, "grpo", model, adapter, families, sim, config, evals) if ranks.main else None
     sync = GradientSync(params, ranks) if ranks.distributed else None
 
-    # --- environments: each rank plays its own tasks (seeds 10M apart) ------------------------------------
-    seed_base = config.seed * 100_003 + ranks.rank * 10_000_019
+    # --- environments: each seed and rank plays tasks of its own (2^32 task seeds apart) ------------------------
+    seed_base = (config.seed << 40) + (ranks.rank << 32)
     collector = RolloutCollector(model, adapter, sim, families, seed_base + update, config.num_envs,
                                  config.env_workers, temperature=config.temperature)  # fmt: skip
     sampler = GroupSampler(collector, config, seed_base)
@@ -249,7 +259,8 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
         torch.set_num_threads(rollout_threads)
         rollout_start = time.perf_counter()
         batch, sampled = sampler.sample(next_group)
-        next_group, family_success = sampled.pop("next_group"), sampled.pop("rollout_success")
+        family_success = sampled.pop("rollout_success")
+        next_group = int(distributed.sum_over_ranks(sampled.pop("next_group"), ranks, op="max"))  # resume: one counter
         env_steps += int(distributed.sum_over_ranks(sampled["env_steps"], ranks))
         torch.set_num_threads(update_threads)
         update_start = time.perf_counter()
@@ -276,6 +287,7 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
             "ranks": ranks.world,
             "param_spread": spread,
             "groups_kept_fraction": sampled["groups_kept"] / sampled["groups_played"],
+            "groups_informative_fraction": sampled["groups_informative"] / sampled["groups_played"],
             "simulated_steps_per_env_step": sampled["simulated_steps"] / sampled["env_steps"],
             "rollout_success": sampled["successes"] / trajectories,  # at the rollout temperature
             "mean_length": float(batch.length.float().mean()),

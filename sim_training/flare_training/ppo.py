@@ -33,7 +33,7 @@ from flare_training.evaluate import choose
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
-from flare_training.runlog import RunConfig, RunLog
+from flare_training.runlog import RunConfig, RunLog, check_resume
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 
@@ -124,7 +124,8 @@ class EnvLane:
         self.obs: dict = {}
         self.inputs: dict[str, torch.Tensor] = {}  # the step in flight: its model inputs, for the history
         self.store: dict[str, list] = defaultdict(list)
-        self.ended: list[tuple[int, str, bool]] = []  # the last step's ended episodes: (env, family, success)
+        # The last step's ended episodes: (env, family, success, cut short by a simulator timeout).
+        self.ended: list[tuple[int, str, bool, bool]] = []
 
     def reset(self, seed: int | list[int]) -> None:
         """A fresh episode in every env: env i seeded `seed + i`, or `seed[i]` (a list: GRPO's groups)."""
@@ -305,13 +306,15 @@ class Rollout:
 @dataclass
 class Episodes:
     """One whole episode per env from a fresh start: per-step tensors [B, T] (inputs, action, logprob), valid
-    below `length`; `simulated` counts every env step taken, those after an env's episode ended included."""
+    below `length`; `simulated` counts every env step taken, those after an env's episode ended included;
+    `timeout`: episodes a simulator timeout cut short (AI2-THOR), which say nothing of the policy."""
 
     steps: dict[str, torch.Tensor]
     length: torch.Tensor
     success: torch.Tensor
     family: list[str]
     simulated: int
+    timeout: torch.Tensor
 
 
 def action_logprob(logits: torch.Tensor, actions: torch.Tensor, mask=ACTION_MASK, temperature: float = 1.0):
@@ -373,10 +376,12 @@ class RolloutCollector:
         lane.store["done"].append(torch.as_tensor(done, dtype=torch.float32))
         lane.history.add(lane.inputs, done)
         rows = np.flatnonzero(done)
-        lane.ended = [(int(i), info["final_info"]["family"][i], bool(info["final_info"]["success"][i])) for i in rows]
+        final = info["final_info"] if len(rows) else {}
+        timeout = final.get("timeout", np.zeros(len(done), bool))  # only AI2-THOR's envs time out
+        lane.ended = [(int(i), final["family"][i], bool(final["success"][i]), bool(timeout[i])) for i in rows]
         if len(rows):
             lane.cache.reset(torch.as_tensor(rows))
-        for _, family, success in lane.ended:
+        for _, family, success, _ in lane.ended:
             self.recent[family].append(success)
 
     @torch.no_grad()
@@ -406,7 +411,7 @@ class RolloutCollector:
         """Env i starts an episode seeded `seeds[i]` (equal seeds, equal house, pose and goal) and plays it to
         its end; a lane stops stepping once all its envs have ended one (the envs that ended first step on)."""
         self.model.eval()
-        outcome: list[dict[int, tuple[int, str, bool]]] = []  # per lane: env -> (length, family, success)
+        outcome: list[dict[int, tuple]] = []  # per lane: env -> (length, family, success, timeout)
         for lane, first in zip(self.lanes, self.first_envs, strict=True):
             lane.reset(seed=[int(s) for s in seeds[first : first + lane.envs.num_envs]])
             lane.store.clear()
@@ -417,8 +422,8 @@ class RolloutCollector:
                 lane = self.lanes[k]
                 if t > 1:
                     self.take(lane)
-                    for i, family, success in lane.ended:
-                        outcome[k].setdefault(i, (t - 1, family, success))
+                    for i, *ended in lane.ended:
+                        outcome[k].setdefault(i, (t - 1, *ended))
                     if len(outcome[k]) == lane.envs.num_envs:
                         playing.remove(k)
                         continue
@@ -427,7 +432,7 @@ class RolloutCollector:
                 break
         return self._episodes(outcome)
 
-    def _episodes(self, outcome: list[dict[int, tuple[int, str, bool]]]) -> Episodes:
+    def _episodes(self, outcome: list[dict[int, tuple]]) -> Episodes:
         """The lanes' stores ([T_lane, n] each) as one batch of episodes [B, T], padded to the longest lane."""
         longest = max(len(lane.store["action"]) for lane in self.lanes)
         steps = {}
@@ -440,8 +445,9 @@ class RolloutCollector:
             steps[key] = torch.cat(parts)
         ordered = [lane_outcome[i] for lane_outcome in outcome for i in sorted(lane_outcome)]
         simulated = sum(len(lane.store["action"]) * lane.envs.num_envs for lane in self.lanes)
-        return Episodes(steps, torch.tensor([n for n, _, _ in ordered]), torch.tensor([s for _, _, s in ordered]),
-                        [f for _, f, _ in ordered], simulated)  # fmt: skip
+        length, family, success, timeout = zip(*ordered, strict=True)
+        return Episodes(steps, torch.tensor(length), torch.tensor(success), list(family), simulated,
+                        torch.tensor(timeout))  # fmt: skip
 
     def close(self) -> None:
         for lane in self.lanes:
@@ -551,6 +557,7 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     update, env_steps, evals = 0, 0, []
     if resume:
         update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "ppo")
+        check_resume(payload.get("config"), config)
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
     elif ranks.main:

@@ -112,18 +112,18 @@ class ThorEnv(gym.Env):
                 keep = seed is None and self._house_index is not None and self._house_uses < HOUSE_REPEATS
                 index = self._house_index if keep else int(self.np_random.integers(len(self.houses)))
             try:
-                return self._start(family, index)
+                return self._start(family, index, seeded=seed is not None)
             except (NoTask, HouseError) as error:  # this house cannot pose the task: draw another
                 warnings.warn(f"{self.houses.path} house {index}: {error}; drawing another", stacklevel=2)
                 self._house_uses = HOUSE_REPEATS
         raise RuntimeError(f"{HOUSE_DRAWS} houses of {self.houses.path} in a row could not pose a {family} task")
 
-    def _start(self, family: str, index: int, spec: TaskSpec | None = None):
+    def _start(self, family: str, index: int, spec: TaskSpec | None = None, seeded: bool = False):
         if not 0 <= index < len(self.houses):
             raise ValueError(f"house index {index} is outside the {self.split} split (0..{len(self.houses) - 1})")
         for _ in range(RETRIES):
             try:
-                self._pose(family, index, spec)
+                self._pose(family, index, spec, seeded)
                 self.steps, self.prev_action, self._done = 0, NO_PREVIOUS_ACTION, False
                 self.step_limit = step_limit(self.config, self.split, family)
                 info = self._info()
@@ -135,18 +135,20 @@ class ThorEnv(gym.Env):
                 continue  # the controller restarted with its house loaded: pose the episode again
         raise RuntimeError(f"AI2-THOR timed out {RETRIES} times in a row starting an episode; see ~/.ai2thor/log")
 
-    def _pose(self, family: str, index: int, spec: TaskSpec | None) -> None:
+    def _pose(self, family: str, index: int, spec: TaskSpec | None, seeded: bool = False) -> None:
         """FLaRe's sampler: the house reloaded (physics settled after) unless training goes from ObjectNav to
-        ObjectNav in the same house (nothing was moved), materials, the task."""
+        ObjectNav in the same house (nothing was moved), materials, the task. A seeded start (GRPO's groups)
+        always reloads, so the camera calibration comes from the seed too, and keeps the house's own materials
+        (AI2-THOR's RandomizeMaterials takes no seed): equal seeds, equal scenes."""
         previous = self.task.family if self.task is not None else None
         same = index == self._house_index and self.controller.house is not None
-        if not (same and self.split == "train" and previous == family == "ObjectNavType"):
+        if seeded or not (same and self.split == "train" and previous == family == "ObjectNavType"):
             self._house_index = None
             self.controller.reset(self.houses[index])
             self._house_index, self._house_uses = index, 0
             self.controller.step("AdvancePhysicsStep", simSeconds=1.0, raise_for_failure=True)
         self._house_uses += 1
-        if self.split == "train" and self.np_random.random() < 0.8:  # materials randomised in training only
+        if self.split == "train" and not seeded and self.np_random.random() < 0.8:  # randomised in training only
             self.controller.step("RandomizeMaterials")
         else:
             self.controller.step("ResetMaterials")
