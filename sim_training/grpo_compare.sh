@@ -3,7 +3,7 @@
 # unseen houses per family: GRPO at 500k and 1M env steps (one run, resumed past each budget) and at the
 # longest budget (LONG, default 1.5M) beside FLaRe PPO resumed from its 1M run; sampled and greedy (the robot's
 # policy node) evaluations; GRPO's ablations at 500k (no dynamic sampling, the symmetric clip [0.8, 1.2],
-# temperature 1.0) and a 5x learning rate. Needs runs/bc_pre2k and runs/flare_recipe_onp (recipe_rerun.sh).
+# temperature 1.0, also continued to 1M) and a 5x learning rate. Needs runs/bc_pre2k and runs/flare_recipe_onp (recipe_rerun.sh).
 # One run at a time (2 cores); finished steps are skipped when it runs again. Run from the repository root.
 set -euo pipefail
 PY=.venv/bin/python
@@ -38,6 +38,7 @@ ablation grpo_500k_lr_1e-4 --lr 1e-4
 ablation grpo_500k_no_dynamic_sampling --no-dynamic-sampling
 ablation grpo_500k_symmetric_clip --clip-high 0.2
 ablation grpo_500k_temperature_1 --temperature 1.0
+extend grpo_500k_temperature_1 grpo_temperature_1_1m 1000000 grpo --temperature 1.0; eval500 grpo_temperature_1_1m
 # The longest GRPO run continues the default run, or (GRPO_LONG_FROM) a variant that did better at 500k.
 extend "${GRPO_LONG_FROM:-grpo_onp}" grpo_onp_long "$LONG" grpo; eval500 grpo_onp_long
 extend flare_recipe_onp flare_recipe_onp_long "$LONG" ppo; eval500 flare_recipe_onp_long
