@@ -1,5 +1,5 @@
-"""DD-PPO on torch.distributed (gloo here): the 2-rank update is the 1-rank update over the union of both ranks'
-rollouts, parameters stay identical, torchrun runs resume after a kill, and a run directory has one writer."""
+"""DD-PPO and GRPO on torch.distributed (gloo here): the 2-rank update is the 1-rank update over the union of both
+ranks' rollouts, parameters stay identical, torchrun runs resume after a kill, and a run directory has one writer."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from flare_training.distributed import GradientSync, Ranks
+from flare_training.grpo import GRPOConfig, group_advantages, grpo_update, sequence_logprob
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
-from flare_training.ppo import PPOConfig, build_sequences, ppo_update
+from flare_training.ppo import Episodes, PPOConfig, build_sequences, ppo_update
 
 ENVS, T = 4, 6
 
@@ -188,3 +189,74 @@ def test_torchrun_grpo_keeps_the_ranks_identical(tmp_path, tiny_checkpoint):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) >= 2 and all(r["ranks"] == 2 and r["param_spread"] == 0.0 for r in rows)
     assert rows[-1]["env_steps"] >= 300
+
+
+def grpo_batch(model: ActorCritic, seed: int):
+    """8 whole trajectories (two groups of 4) of random inputs, old log-probs from the model itself."""
+    g = torch.Generator().manual_seed(seed)
+    n, length = 8, 7
+    steps = {
+        "visual": torch.randn(n, length, model.visual.out_dim, generator=g),
+        "goal": torch.randint(2, 10, (n, length, model.config.max_goal_tokens), generator=g),
+        "prev_action": torch.randint(0, 20, (n, length), generator=g),
+        "holding": torch.zeros(n, length, dtype=torch.long),
+        "step": torch.arange(length)[None].expand(n, length).clone(),
+        "action": torch.tensor([0, 1, 2, 4])[torch.randint(0, 4, (n, length), generator=g)],
+    }
+    batch = Episodes(steps, torch.randint(2, length + 1, (n,), generator=g), torch.rand(n, generator=g) < 0.5,
+                     ["objectnav"] * n, 0, torch.zeros(n, dtype=torch.bool))  # fmt: skip
+    advantages = group_advantages(batch.success.view(2, 4)).flatten()
+    old = sequence_logprob(model, steps, batch.length, GRPOConfig().temperature, ACTION_MASK)
+    return batch, advantages, old
+
+
+GRPO_CONFIG = GRPOConfig(minibatches=1, max_grad_norm=1e9)  # no clipping: it would hide a wrong gradient scale
+
+
+def run_grpo_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = tiny_model()
+    params = [p for p in model.actor.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.5)  # not Adam: it would hide a wrong gradient scale
+    sync = GradientSync(params, Ranks(rank, world))
+    mine = slice(rank * 4, rank * 4 + 4)  # one group each
+    for update in range(updates):
+        batch, advantages, old = grpo_batch(model, seed=update)
+        part = Episodes({k: v[mine] for k, v in batch.steps.items()}, batch.length[mine], batch.success[mine],
+                        batch.family[mine], 0, batch.timeout[mine])  # fmt: skip
+        grpo_update(model, optimizer, params, part, advantages[mine], old[mine], GRPO_CONFIG, ACTION_MASK,
+                    sync=sync, batch_total=8)  # fmt: skip
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        queue.put([g.tolist() for g in gathered])
+    dist.destroy_process_group()
+
+
+def test_two_grpo_ranks_take_the_one_rank_step_over_both_groups():
+    """GRPO's loss is a mean over trajectories: two ranks with one group each, gradients scaled by their share
+    and summed, take the step one process takes over both groups."""
+    updates = 3
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=run_grpo_rank, args=(r, 2, port, updates, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    rank_params = queue.get(timeout=240)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert rank_params[0] == rank_params[1]
+
+    model = tiny_model()  # one process, both groups at once
+    params = [p for p in model.actor.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.5)  # not Adam: it would hide a wrong gradient scale
+    for update in range(updates):
+        batch, advantages, old = grpo_batch(model, seed=update)
+        grpo_update(model, optimizer, params, batch, advantages, old, GRPO_CONFIG, ACTION_MASK)
+    single = torch.cat([p.detach().reshape(-1) for p in params])
+    assert (torch.tensor(rank_params[0]) - single).abs().max().item() <= 1e-6
+    assert (single - torch.cat([p.detach().reshape(-1) for p in tiny_model().actor.parameters()])).abs().max() > 1e-4
