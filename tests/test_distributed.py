@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from flare_training.distributed import GradientSync, Ranks
-from flare_training.grpo import GRPOConfig, group_advantages, grpo_update, sequence_logprob
+from flare_training.grpo import GRPOConfig, group_advantages, grpo_update, select_rows, sequence_logprob
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
 from flare_training.ppo import Episodes, PPOConfig, build_sequences, ppo_update
@@ -65,9 +65,44 @@ def rows(batch: dict, keep: slice) -> dict:
 CONFIG = PPOConfig(epochs=2, minibatches=1)
 
 
-def run_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
+def join_group(rank: int, world: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def flat(params) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+def send_params(params, rank: int, world: int, queue) -> None:
+    """Every rank's parameters, to the test through rank 0; then leave the group."""
+    mine = flat(params)
+    gathered = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    if rank == 0:
+        queue.put([g.tolist() for g in gathered])
+    dist.destroy_process_group()
+
+
+def two_ranks(target, updates: int) -> list[list[float]]:
+    """`target(rank, 2, port, updates, queue)` in two spawned processes; their parameters at the end, which
+    must be bit for bit the same: every rank applied the same all-reduced step."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=target, args=(r, 2, port, updates, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    rank_params = queue.get(timeout=240)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert rank_params[0] == rank_params[1]
+    return rank_params
+
+
+def run_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
+    join_group(rank, world, port)
     torch.manual_seed(100 + rank)  # the shuffles differ per rank; with one minibatch they do not matter
     model = tiny_model()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -77,12 +112,7 @@ def run_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
     for update in range(updates):
         batch = rows(synthetic_batch(model, seed=update), slice(rank * half, (rank + 1) * half))
         ppo_update(model, optimizer, params, batch, CONFIG, ACTION_MASK, False, sync=sync, batch_total=ENVS)
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    gathered = [torch.zeros_like(flat) for _ in range(world)]
-    dist.all_gather(gathered, flat)
-    if rank == 0:
-        queue.put([g.tolist() for g in gathered])
-    dist.destroy_process_group()
+    send_params(params, rank, world, queue)
 
 
 def free_port() -> int:
@@ -93,26 +123,16 @@ def free_port() -> int:
 
 def test_two_ranks_take_the_one_rank_step_over_the_union_and_stay_identical():
     updates = 3
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=run_rank, args=(r, 2, port, updates, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    rank_params = queue.get(timeout=240)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    assert rank_params[0] == rank_params[1]  # bit for bit: every rank applied the same all-reduced step
+    rank_params = two_ranks(run_rank, updates)
 
     model = tiny_model()  # one process, both halves at once
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
     for update in range(updates):
         ppo_update(model, optimizer, params, synthetic_batch(model, seed=update), CONFIG, ACTION_MASK, False)
-    single = torch.cat([p.detach().reshape(-1) for p in params])
+    single = flat(params)
     assert (torch.tensor(rank_params[0]) - single).abs().max().item() <= 1e-6
-    assert (single - torch.cat([p.detach().reshape(-1) for p in tiny_model().parameters()])).abs().max() > 1e-4
+    assert (single - flat(tiny_model().parameters())).abs().max() > 1e-4
 
 
 def torchrun(*args: str) -> list[str]:
@@ -214,42 +234,24 @@ GRPO_CONFIG = GRPOConfig(minibatches=1, max_grad_norm=1e9)  # no clipping: it wo
 
 
 def run_grpo_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    join_group(rank, world, port)
     model = tiny_model()
     params = [p for p in model.actor.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.5)  # not Adam: it would hide a wrong gradient scale
     sync = GradientSync(params, Ranks(rank, world))
-    mine = slice(rank * 4, rank * 4 + 4)  # one group each
+    mine = torch.arange(rank * 4, rank * 4 + 4)  # one group each
     for update in range(updates):
         batch, advantages, old = grpo_batch(model, seed=update)
-        part = Episodes({k: v[mine] for k, v in batch.steps.items()}, batch.length[mine], batch.success[mine],
-                        batch.family[mine], 0, batch.timeout[mine])  # fmt: skip
-        grpo_update(model, optimizer, params, part, advantages[mine], old[mine], GRPO_CONFIG, ACTION_MASK,
-                    sync=sync, batch_total=8)  # fmt: skip
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    gathered = [torch.zeros_like(flat) for _ in range(world)]
-    dist.all_gather(gathered, flat)
-    if rank == 0:
-        queue.put([g.tolist() for g in gathered])
-    dist.destroy_process_group()
+        grpo_update(model, optimizer, params, select_rows(batch, mine), advantages[mine], old[mine], GRPO_CONFIG,
+                    ACTION_MASK, sync=sync, batch_total=8)  # fmt: skip
+    send_params(params, rank, world, queue)
 
 
 def test_two_grpo_ranks_take_the_one_rank_step_over_both_groups():
     """GRPO's loss is a mean over trajectories: two ranks with one group each, gradients scaled by their share
     and summed, take the step one process takes over both groups."""
     updates = 3
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=run_grpo_rank, args=(r, 2, port, updates, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    rank_params = queue.get(timeout=240)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    assert rank_params[0] == rank_params[1]
+    rank_params = two_ranks(run_grpo_rank, updates)
 
     model = tiny_model()  # one process, both groups at once
     params = [p for p in model.actor.parameters() if p.requires_grad]
@@ -257,6 +259,6 @@ def test_two_grpo_ranks_take_the_one_rank_step_over_both_groups():
     for update in range(updates):
         batch, advantages, old = grpo_batch(model, seed=update)
         grpo_update(model, optimizer, params, batch, advantages, old, GRPO_CONFIG, ACTION_MASK)
-    single = torch.cat([p.detach().reshape(-1) for p in params])
+    single = flat(params)
     assert (torch.tensor(rank_params[0]) - single).abs().max().item() <= 1e-6
-    assert (single - torch.cat([p.detach().reshape(-1) for p in tiny_model().actor.parameters()])).abs().max() > 1e-4
+    assert (single - flat(tiny_model().actor.parameters())).abs().max() > 1e-4

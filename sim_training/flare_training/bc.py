@@ -224,7 +224,7 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
             optimizer.zero_grad()
             loss.backward()
             steps = float(batch["valid"].sum())  # the loss is a mean over valid steps: weigh ranks by them
-            sync(steps, distributed.sum_over_ranks(steps, ranks))
+            sync(steps, distributed.reduce_over_ranks(steps, ranks))
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(loss.item())

@@ -71,8 +71,8 @@ def broadcast_parameters(module: torch.nn.Module, ranks: Ranks) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def sum_over_ranks(value: float, ranks: Ranks, op: str = "sum") -> float:
-    """`value` summed over ranks (or their "max")."""
+def reduce_over_ranks(value: float, ranks: Ranks, op: str = "sum") -> float:
+    """`value` summed over ranks, or their "max"."""
     if not ranks.distributed:
         return value
     t = torch.tensor([float(value)], dtype=torch.float64)

@@ -32,6 +32,7 @@ from flare_training.ppo import (
     apply_gradients,
     check_simulator,
     open_run,
+    pad_time,
 )
 from flare_training.runlog import RunConfig, RunLog, check_resume
 
@@ -99,34 +100,36 @@ def episode_sequences(steps: dict[str, torch.Tensor], length: torch.Tensor) -> d
     return seq
 
 
+def trajectory_logits(model, steps: dict, length: torch.Tensor, rows: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The actor's logits over trajectories `rows`, cut to the longest of them: (their steps, logits)."""
+    width = int(length[rows].max())
+    part = {k: v[rows, :width] for k, v in steps.items()}
+    return part, model.actor.sequence(episode_sequences(part, length[rows]))["logits"]
+
+
 @torch.no_grad()
 def sequence_logprob(model, steps: dict, length: torch.Tensor, temperature: float, mask, chunk: int = 32):
     """log pi_old of the played actions from one full-sequence pass with the current weights (SimpleVLA-RL
     recomputes them after the rollout), in chunks of trajectories."""
     out = []
     for rows in torch.arange(len(length)).split(chunk):
-        width = int(length[rows].max())
-        part = {k: v[rows, :width] for k, v in steps.items()}
-        logits = model.actor.sequence(episode_sequences(part, length[rows]))["logits"]
+        part, logits = trajectory_logits(model, steps, length, rows)
         logprob = action_logprob(logits, part["action"], mask, temperature)
-        out.append(torch.nn.functional.pad(logprob, (0, steps["action"].shape[1] - width)))
+        out.append(pad_time(logprob, steps["action"].shape[1]))
     return torch.cat(out)
 
 
 def _concat_episodes(parts: list[Episodes]) -> Episodes:
     """Batches of episodes (rounds) -> one, padded to the longest."""
     longest = max(p.steps["action"].shape[1] for p in parts)
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, longest - x.shape[1]))
-
-    steps = {k: torch.cat([pad(p.steps[k]) for p in parts]) for k in parts[0].steps}
+    steps = {k: torch.cat([pad_time(p.steps[k], longest) for p in parts]) for k in parts[0].steps}
     return Episodes(steps, torch.cat([p.length for p in parts]), torch.cat([p.success for p in parts]),
                     sum((p.family for p in parts), []), sum(p.simulated for p in parts),
                     torch.cat([p.timeout for p in parts]))  # fmt: skip
 
 
-def _select(episodes: Episodes, rows: torch.Tensor) -> Episodes:
+def select_rows(episodes: Episodes, rows: torch.Tensor) -> Episodes:
+    """The episodes of `rows` (what a group filter or a rank keeps)."""
     return Episodes({k: v[rows] for k, v in episodes.steps.items()}, episodes.length[rows], episodes.success[rows],
                     [episodes.family[i] for i in rows.tolist()], 0, episodes.timeout[rows])  # fmt: skip
 
@@ -175,7 +178,7 @@ class GroupSampler:
             stats["groups_informative"] += int(keep.sum())
             rows = keep.repeat_interleave(g).nonzero()[:, 0]
             rows = rows[: (c.groups - stats["groups_kept"]) * g]
-            kept.append(_select(played, rows))
+            kept.append(select_rows(played, rows))
             stats["groups_played"] += self.per_round
             stats["groups_kept"] += len(rows) // g
             stats["env_steps"] += int(played.length.sum())
@@ -197,10 +200,8 @@ def grpo_update(model, optimizer, params, batch: Episodes, advantages, old_logpr
     stats: dict[str, list[float]] = {}
     for _ in range(config.epochs):
         for rows in torch.randperm(n).chunk(config.minibatches):
-            width = int(batch.length[rows].max())
-            part = {k: v[rows, :width] for k, v in batch.steps.items()}
-            logits = model.actor.sequence(episode_sequences(part, batch.length[rows]))["logits"]
-            terms = grpo_loss(logits, part["action"], old_logprob[rows, :width], advantages[rows],
+            part, logits = trajectory_logits(model, batch.steps, batch.length, rows)
+            terms = grpo_loss(logits, part["action"], old_logprob[rows, : logits.shape[1]], advantages[rows],
                               batch.length[rows], config, mask)  # fmt: skip
             optimizer.zero_grad()
             terms["policy_loss"].backward()
@@ -260,8 +261,10 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
         rollout_start = time.perf_counter()
         batch, sampled = sampler.sample(next_group)
         family_success = sampled.pop("rollout_success")
-        next_group = int(distributed.sum_over_ranks(sampled.pop("next_group"), ranks, op="max"))  # resume: one counter
-        env_steps += int(distributed.sum_over_ranks(sampled["env_steps"], ranks))
+        next_group = int(
+            distributed.reduce_over_ranks(sampled.pop("next_group"), ranks, op="max")
+        )  # resume: one counter
+        env_steps += int(distributed.reduce_over_ranks(sampled["env_steps"], ranks))
         torch.set_num_threads(update_threads)
         update_start = time.perf_counter()
         advantages = group_advantages(batch.success.view(-1, config.group_size), config.scale_by_std).flatten()

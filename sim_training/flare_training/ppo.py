@@ -317,6 +317,11 @@ class Episodes:
     timeout: torch.Tensor
 
 
+def pad_time(x: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, T, ...] -> [B, length, ...], zeros after T (episodes of different lengths in one batch)."""
+    return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, length - x.shape[1]))
+
+
 def action_logprob(logits: torch.Tensor, actions: torch.Tensor, mask=ACTION_MASK, temperature: float = 1.0):
     """log pi(action) under `logits / temperature` with the embodiment's masked actions removed: the one
     definition rollouts, PPO and GRPO share (temperature 1 but for GRPO's rollouts)."""
@@ -416,33 +421,28 @@ class RolloutCollector:
             lane.reset(seed=[int(s) for s in seeds[first : first + lane.envs.num_envs]])
             lane.store.clear()
             outcome.append({})
-        playing = list(range(len(self.lanes)))
-        for t in range(1, 1 << 30):
+        playing, t = list(range(len(self.lanes))), 0  # t: the steps taken so far
+        while playing:
             for k in list(playing):
                 lane = self.lanes[k]
-                if t > 1:
+                if t:
                     self.take(lane)
                     for i, *ended in lane.ended:
-                        outcome[k].setdefault(i, (t - 1, *ended))
+                        outcome[k].setdefault(i, (t, *ended))
                     if len(outcome[k]) == lane.envs.num_envs:
                         playing.remove(k)
                         continue
                 self.decide(lane)
-            if not playing:
-                break
+            t += 1
         return self._episodes(outcome)
 
     def _episodes(self, outcome: list[dict[int, tuple]]) -> Episodes:
         """The lanes' stores ([T_lane, n] each) as one batch of episodes [B, T], padded to the longest lane."""
         longest = max(len(lane.store["action"]) for lane in self.lanes)
-        steps = {}
-        for key in (*_STEP_KEYS, "action", "logprob"):
-            parts = []
-            for lane in self.lanes:
-                stacked = torch.stack(lane.store[key]).transpose(0, 1)  # [n, T_lane, ...]
-                pad = torch.zeros(stacked.shape[0], longest - stacked.shape[1], *stacked.shape[2:], dtype=stacked.dtype)
-                parts.append(torch.cat([stacked, pad], dim=1))
-            steps[key] = torch.cat(parts)
+        steps = {
+            key: torch.cat([pad_time(torch.stack(lane.store[key]).transpose(0, 1), longest) for lane in self.lanes])
+            for key in (*_STEP_KEYS, "action", "logprob")
+        }
         ordered = [lane_outcome[i] for lane_outcome in outcome for i in sorted(lane_outcome)]
         simulated = sum(len(lane.store["action"]) * lane.envs.num_envs for lane in self.lanes)
         length, family, success, timeout = zip(*ordered, strict=True)
