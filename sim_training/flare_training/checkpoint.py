@@ -121,11 +121,13 @@ def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def restore_training(path: Path, payload: dict, optimizer: torch.optim.Optimizer, kind: str) -> tuple[int, int, list]:
+def restore_training(path: Path, payload: dict, optimizer: torch.optim.Optimizer, kind: str, config) -> tuple:
     """Resume an RL run from its checkpoint: optimiser state and torch's RNG restored; returns the update, the
-    env steps and the learning-curve evaluations so far. A run of another kind is refused."""
+    env steps and the learning-curve evaluations so far. A run of another kind, or given other training
+    settings than its own (`config`), is refused."""
     if payload.get("kind") != kind:
         raise RuntimeError(f"{path} is a {payload.get('kind')} checkpoint, not a {kind.upper()} run to resume")
+    check_resume(payload.get("config"), config)
     try:
         optimizer.load_state_dict(payload["optimizer"])
     except ValueError:  # parameter groups of another shape: a run written before the decoder took LLaMA's names
@@ -133,3 +135,26 @@ def restore_training(path: Path, payload: dict, optimizer: torch.optim.Optimizer
         raise RuntimeError(f"{path}: its optimizer state fits an older parameter layout; {fix}") from None
     torch.set_rng_state(payload["torch_rng"])
     return payload["update"], payload["env_steps"], payload["evals"]
+
+
+# What a resumed run may change: where it writes, how far it goes, how it is evaluated, the machine's share.
+RESUMABLE = {"out", "init", "visual_from", "total_env_steps", "eval_every", "eval_episodes", "final_eval_episodes",
+             "env_workers", "threads", "thor"}  # fmt: skip
+
+
+def check_resume(saved: dict | None, config) -> None:
+    """A resumed run keeps its algorithm: a setting given differently from the one it was trained with (which
+    the checkpoint keeps) is refused, naming the flags, instead of silently mixing two runs in one."""
+    if not saved:
+        return
+    given = asdict(config)
+    differ = [k for k in given if k not in RESUMABLE and k in saved and _plain(saved[k]) != _plain(given[k])]
+    if differ:
+        flags = " ".join(f"--{k.replace('_', '-')} {_plain(saved[k])}" for k in differ)
+        raise ValueError(
+            f"{config.out} was trained with {flags}; resume it with the same settings, or give a new --out"
+        )
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple | list) else value

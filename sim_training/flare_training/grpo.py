@@ -34,7 +34,7 @@ from flare_training.ppo import (
     open_run,
     pad_time,
 )
-from flare_training.runlog import RunConfig, RunLog, check_resume
+from flare_training.runlog import RunConfig, RunLog
 
 
 @dataclass
@@ -235,8 +235,7 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
     optimizer = torch.optim.Adam(params, lr=config.lr, eps=1e-5)
     update, env_steps, evals, next_group = 0, 0, [], 0
     if resume:
-        update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "grpo")
-        check_resume(payload.get("config"), config)
+        update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "grpo", config)
         next_group = payload["next_group"]
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
@@ -261,9 +260,8 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
         rollout_start = time.perf_counter()
         batch, sampled = sampler.sample(next_group)
         family_success = sampled.pop("rollout_success")
-        next_group = int(
-            distributed.reduce_over_ranks(sampled.pop("next_group"), ranks, op="max")
-        )  # resume: one counter
+        # One task counter over the ranks (the furthest), so a resumed run plays no task twice.
+        next_group = int(distributed.reduce_over_ranks(sampled.pop("next_group"), ranks, op="max"))
         env_steps += int(distributed.reduce_over_ranks(sampled["env_steps"], ranks))
         torch.set_num_threads(update_threads)
         update_start = time.perf_counter()

@@ -33,7 +33,7 @@ from flare_training.evaluate import choose
 from flare_training.features import FrozenVisualFeatures
 from flare_training.inputs import ACTION_MASK
 from flare_training.model import ActorCritic, KVCache
-from flare_training.runlog import RunConfig, RunLog, check_resume
+from flare_training.runlog import RunConfig, RunLog
 
 _STEP_KEYS = ("visual", "goal", "prev_action", "holding", "step")
 
@@ -556,8 +556,7 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     optimizer = torch.optim.Adam(params, lr=config.lr * config.lr_multiplier, eps=1e-5)
     update, env_steps, evals = 0, 0, []
     if resume:
-        update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "ppo")
-        check_resume(payload.get("config"), config)
+        update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "ppo", config)
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
     elif ranks.main:

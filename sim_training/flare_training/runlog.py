@@ -4,7 +4,7 @@ unseen houses every `eval_every` env steps, and the final evaluation over every 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -29,29 +29,6 @@ class RunConfig:
     env_workers: int = 2
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
-
-
-# What a resumed run may change: where it writes, how far it goes, how it is evaluated, the machine's share.
-RESUMABLE = {"out", "init", "visual_from", "total_env_steps", "eval_every", "eval_episodes", "final_eval_episodes",
-             "env_workers", "threads", "thor"}  # fmt: skip
-
-
-def check_resume(saved: dict | None, config) -> None:
-    """A resumed run keeps its algorithm: a setting given differently from the one it was trained with (which
-    the checkpoint keeps) is refused, naming the flags, instead of silently mixing two runs in one."""
-    if not saved:
-        return
-    given = asdict(config)
-    differ = [k for k in given if k not in RESUMABLE and k in saved and _plain(saved[k]) != _plain(given[k])]
-    if differ:
-        flags = " ".join(f"--{k.replace('_', '-')} {_plain(saved[k])}" for k in differ)
-        raise ValueError(
-            f"{config.out} was trained with {flags}; resume it with the same settings, or give a new --out"
-        )
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple | list) else value
 
 
 class RunLog:
