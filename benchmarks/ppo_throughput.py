@@ -11,8 +11,10 @@ so its episodes are short and resets frequent: pass --init runs/bc for a trained
 `--ranks N` measures DD-PPO instead: the same run under torchrun with 1 rank and with N ranks (each rank its
 own 32 envs), `scaling_efficiency` = N-rank env steps/s / (N x 1-rank env steps/s), both measured in this run.
 On a machine with fewer cores than ranks x env workers the ranks share cores and the efficiency says so.
+`--device cuda` puts each rank's learner on its own GPU (ranks reduce with nccl): on an N-GPU machine,
+`--ranks N --device cuda` measures the multi-GPU scaling.
 
-    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc] [--ranks 2]
+    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc] [--ranks 2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def env_only_sps(num_envs: int, workers: int, steps: int, seed: int = 0) -> floa
     return rate
 
 
-def ranks_sps(init: str, ranks: int, updates: int, env_workers: int, tmp: str) -> float:
+def ranks_sps(init: str, ranks: int, updates: int, env_workers: int, device: str, tmp: str) -> float:
     """Median env steps/s of all ranks together over full updates of a torchrun run (the first excluded)."""
     config = PPOConfig()
     batch = config.batch_steps * ranks
@@ -57,8 +59,10 @@ def ranks_sps(init: str, ranks: int, updates: int, env_workers: int, tmp: str) -
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks), "-m",
            "flare_training", "ppo", "--init", init, "--out", str(out), "--total-env-steps", str(batch * updates),
            "--critic-warmup-steps", str(batch), "--eval-every", str(10**12), "--eval-episodes", "1",
-           "--final-eval-episodes", "0", "--env-workers", str(env_workers)]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True)
+           "--final-eval-episodes", "0", "--env-workers", str(env_workers), "--device", device]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{ranks}-rank run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(batch / (r["rollout_s"] + r["update_s"]) for r in rows if not r["critic_warmup"])
 
@@ -66,9 +70,9 @@ def ranks_sps(init: str, ranks: int, updates: int, env_workers: int, tmp: str) -
 def main_ranks(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         init = args.init or fresh_init(tmp)
-        one = ranks_sps(init, 1, args.updates, args.env_workers, tmp)
-        many = ranks_sps(init, args.ranks, args.updates, args.env_workers, tmp)
-    print(f"DD-PPO: 1 rank {one:.0f} env steps/s, {args.ranks} ranks {many:.0f} env steps/s (all ranks)")
+        one = ranks_sps(init, 1, args.updates, args.env_workers, args.device, tmp)
+        many = ranks_sps(init, args.ranks, args.updates, args.env_workers, args.device, tmp)
+    print(f"DD-PPO on {args.device}: 1 rank {one:.0f} env steps/s, {args.ranks} ranks {many:.0f} env steps/s")
     print(f"sps_1rank={one:.0f} sps_{args.ranks}ranks={many:.0f} scaling_efficiency={many / (args.ranks * one):.2f}")
 
 
@@ -85,10 +89,14 @@ def main() -> None:
     parser.add_argument("--env-workers", type=int, default=PPOConfig.env_workers,
                         help="processes stepping the envs (0 = in the learner's process)")  # fmt: skip
     parser.add_argument("--ranks", type=int, default=1, help="DD-PPO: compare 1 rank with this many (torchrun)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="each rank's learner: cpu (gloo) or its own GPU (nccl); with --ranks")  # fmt: skip
     args = parser.parse_args()
     if args.ranks > 1:
         main_ranks(args)
         return
+    if args.device != "cpu":
+        parser.error("--device applies to --ranks N (the one-process figures compare with the CPU env baseline)")
 
     with tempfile.TemporaryDirectory() as tmp:
         init = args.init or fresh_init(tmp)

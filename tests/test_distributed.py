@@ -16,9 +16,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from flare_training.distributed import GradientSync, Ranks
+from flare_training.distributed import GradientSync, Ranks, learner_device
 from flare_training.grpo import GRPOConfig, group_advantages, grpo_update, select_rows, sequence_logprob
-from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
+from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer, to_device
 from flare_training.model import ActorCritic, ModelConfig
 from flare_training.ppo import Episodes, PPOConfig, build_sequences, ppo_update
 
@@ -262,3 +262,24 @@ def test_two_grpo_ranks_take_the_one_rank_step_over_both_groups():
     single = flat(params)
     assert (torch.tensor(rank_params[0]) - single).abs().max().item() <= 1e-6
     assert (single - flat(tiny_model().actor.parameters())).abs().max() > 1e-4
+
+
+def test_the_learner_device_is_the_cpu_or_this_ranks_own_gpu(monkeypatch):
+    assert learner_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        learner_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU.*use --device cpu"):
+        learner_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert learner_device("cuda", local_rank=1) == torch.device("cuda", 1)  # torchrun: one GPU per local rank
+    with pytest.raises(ValueError, match="local rank 2 has no GPU.*nproc-per-node"):
+        learner_device("cuda", local_rank=2)
+
+
+def test_model_inputs_move_to_the_learner_device_nested_and_whole():
+    batch = {"frames": {"nav": torch.zeros(2, 3, 4, 4)}, "goal": torch.ones(2, 5, dtype=torch.long)}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["frames"]["nav"].device.type == "meta" and moved["goal"].device.type == "meta"
+    assert moved["goal"].dtype == torch.long and batch["goal"].device.type == "cpu"  # the original is kept

@@ -153,7 +153,7 @@ def test_temperature_applies_to_sampling_and_log_probs_alike():
     logits[[1, 2, 3]] = torch.tensor([2.0, 0.5, -1.0])
     collector = RolloutCollector.__new__(RolloutCollector)
     collector.model = type("M", (), {"actor": FixedLogits(logits)})()
-    collector.mask, collector.temperature = GRID, 1.6
+    collector.mask, collector.temperature, collector.device = GRID, 1.6, torch.device("cpu")
     collector.generator = torch.Generator().manual_seed(0)
     collector.step_inputs = lambda lane: {k: torch.zeros(lane.n, dtype=torch.long) for k in
                                           ("visual", "goal", "prev_action", "holding", "step")}  # fmt: skip

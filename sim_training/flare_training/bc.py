@@ -21,7 +21,7 @@ from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_che
 from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator
 from flare_training.evaluate import evaluate_policy, save_results
-from flare_training.inputs import ACTION_MASK, ObservationAdapter
+from flare_training.inputs import ACTION_MASK, ObservationAdapter, to_device
 from flare_training.model import ActorCritic, ModelConfig
 from flare_training.thor.controller import ThorConfig
 
@@ -45,6 +45,7 @@ class BCConfig:
     env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
     thor: ThorConfig = field(default_factory=ThorConfig)
     seed: int = 0
+    device: str = "cpu"  # where the network trains: cpu, or cuda (each torchrun rank its local rank's GPU, nccl)
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -203,6 +204,8 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
         print(f"visual encoder: pretrained and frozen, from {config.visual_from}")
     else:
         params += list(model.visual.parameters())
+    model.to(ranks.device)
+    mask = sim.action_mask.to(ranks.device)
     distributed.broadcast_parameters(model, ranks)
     sync = GradientSync(params, ranks)
     optimizer = torch.optim.AdamW(params, lr=config.lr)
@@ -219,8 +222,8 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
         batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
         for episodes in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
                              disable=not ranks.main):  # fmt: skip
-            batch = _batch(demos, episodes, adapter)
-            loss, _ = bc_loss(model, batch, sim.action_mask)
+            batch = to_device(_batch(demos, episodes, adapter), ranks.device)
+            loss, _ = bc_loss(model, batch, mask)
             optimizer.zero_grad()
             loss.backward()
             steps = float(batch["valid"].sum())  # the loss is a mean over valid steps: weigh ranks by them
@@ -230,7 +233,7 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
             losses.append(loss.item())
         model.eval()
         with torch.no_grad():
-            val_loss, val_acc = bc_loss(model, _batch(demos, val, adapter), sim.action_mask)
+            val_loss, val_acc = bc_loss(model, to_device(_batch(demos, val, adapter), ranks.device), mask)
         row = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),

@@ -139,7 +139,7 @@ def restore_training(path: Path, payload: dict, optimizer: torch.optim.Optimizer
 
 # What a resumed run may change: where it writes, how far it goes, how it is evaluated, the machine's share.
 RESUMABLE = {"out", "init", "visual_from", "total_env_steps", "eval_every", "eval_episodes", "final_eval_episodes",
-             "env_workers", "threads", "thor"}  # fmt: skip
+             "env_workers", "threads", "thor", "device"}  # fmt: skip
 
 
 def check_resume(saved: dict | None, config) -> None:

@@ -4,8 +4,9 @@ Each rank steps its own envs and computes its own rollout's gradients; before ev
 gradients are scaled by the rank's share of the global batch and summed over ranks (AllenAct's DD-PPO), then
 clipped, then stepped: every rank applies the same update, so the parameters stay identical (checked each
 update: `param_spread`). Without torchrun's environment variables this is one rank and nothing is reduced.
-The learner's tensors live on the CPU (a GPU renders AI2-THOR), so ranks reduce with gloo; nccl reduces CUDA
-tensors only and comes with a learner on the GPU.
+The learner (the policy's rollout inference and its updates) lives on `--device`: on the CPU ranks reduce with
+gloo; with `--device cuda` each rank's learner takes the GPU of its local rank and ranks reduce with nccl, as
+AllenAct's DD-PPO does. The envs and their frame encoders stay in CPU worker processes either way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")  # the learner's
 
     @property
     def main(self) -> bool:
@@ -37,14 +39,33 @@ class Ranks:
         return self.world > 1
 
 
-def setup() -> Ranks:
-    """The process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), or one rank."""
+def learner_device(device: str, local_rank: int = 0) -> torch.device:
+    """The learner's device: the CPU, or for "cuda" this rank's GPU (cuda:LOCAL_RANK: one rank per GPU)."""
+    if device == "cpu":
+        return torch.device("cpu")
+    if device != "cuda":
+        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA GPU (a CPU-only torch, or no driver); use --device cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise ValueError(f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible): "
+                         "give torchrun --nproc-per-node at most the number of GPUs")  # fmt: skip
+    return torch.device("cuda", local_rank)
+
+
+def setup(device: str = "cpu") -> Ranks:
+    """The process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), or one rank;
+    the learner on `device` (nccl between GPU learners, gloo between CPU ones)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0
+    learner = learner_device(device, local_rank)
+    if learner.type == "cuda":
+        torch.cuda.set_device(learner)
     if world == 1:
-        return Ranks()
+        return Ranks(device=learner)
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if learner.type == "cuda" else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, learner)
 
 
 def teardown(ranks: Ranks) -> None:
@@ -53,8 +74,9 @@ def teardown(ranks: Ranks) -> None:
 
 
 def run_ranked(train: Callable, config) -> Path:
-    """`train(config, ranks)` as one process or as a torchrun rank; rank 0 holds the run directory's lock."""
-    ranks = setup()
+    """`train(config, ranks)` as one process or as a torchrun rank, the learner on `config.device`; rank 0 holds
+    the run directory's lock."""
+    ranks = setup(config.device)
     try:
         if ranks.main:
             with RunLock(config.out):
@@ -75,7 +97,7 @@ def reduce_over_ranks(value: float, ranks: Ranks, op: str = "sum") -> float:
     """`value` summed over ranks, or their "max"."""
     if not ranks.distributed:
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=ranks.device)  # nccl reduces GPU tensors only
     dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return float(t.item())
 

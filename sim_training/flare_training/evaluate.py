@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from flare_sim import GridhouseConfig, GridhouseEnv
 from flare_training.envs import Simulator, get_simulator
-from flare_training.inputs import ACTION_MASK, ObservationAdapter
+from flare_training.inputs import ACTION_MASK, ObservationAdapter, to_device
 from flare_training.model import ActorCritic
 
 EPISODE_TRIES = 3  # plays of an episode that a simulator timeout cut short, before it counts as a failure
@@ -45,6 +45,7 @@ def evaluate_policy(
     """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy.
     An episode a simulator timeout cut short is played again (AI2-THOR restarts its controller)."""
     model.eval()
+    device = next(model.parameters()).device
     sim = sim or get_simulator("gridhouse")
     queue = deque((f, h) for f in families for h in range(episodes))
     count = min(num_envs, len(queue))
@@ -72,9 +73,9 @@ def evaluate_policy(
         if idle:
             cache.reset(torch.tensor(idle))  # finished rows ride along; keep their cache empty
         batch = {k: [obs[i][k] if i in active else obs[active[0]][k] for i in range(len(envs))] for k in obs[active[0]]}
-        inputs = adapter.step_inputs(batch)
-        inputs["visual"] = model.visual(adapter.frames(batch))
-        logits = model.actor.step(inputs, cache)["logits"]
+        inputs = to_device(adapter.step_inputs(batch), device)
+        inputs["visual"] = model.visual(to_device(adapter.frames(batch), device))
+        logits = model.actor.step(inputs, cache)["logits"].cpu()
         actions = choose(logits, greedy, generator, sim.action_mask).tolist()
         for i in list(active):
             obs[i], _, terminated, truncated, info = envs[i].step(actions[i])

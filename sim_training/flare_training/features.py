@@ -9,6 +9,7 @@ acted and the policy the update divides by see the same numbers.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class FrozenVisualFeatures:
         self.adapter = adapter
         cameras = tuple(c.name for c in adapter.cameras)
         example = tuple(torch.zeros(2, 3, h, w) for h, w in adapter.camera_shapes.values())
+        visual = copy.deepcopy(visual).cpu()  # a GPU learner's encoder: the workers run on the CPU
         with tempfile.TemporaryDirectory() as tmp:
             path = export_graph(_CameraArgs(visual, cameras).eval(), example, Path(tmp) / "visual.onnx",
                                 [f"images.{c}" for c in cameras], ["visual"])  # fmt: skip

@@ -77,7 +77,7 @@ def grpo_loss(logits, actions, old_logprob, advantages, length, config: GRPOConf
     """Clipped surrogate at `temperature`, ratio in [1 - clip_low, 1 + clip_high]: per trajectory the mean over
     its steps, then the mean over trajectories. logits [B, T, A]; actions, old_logprob [B, T]; advantages,
     length [B]."""
-    valid = (torch.arange(actions.shape[1])[None] < length[:, None]).float()
+    valid = (torch.arange(actions.shape[1], device=length.device)[None] < length[:, None]).float()
     logprob = action_logprob(logits, actions, mask, config.temperature)
     ratio = torch.where(valid.bool(), logprob - old_logprob, 0.0).exp()  # padding: ratio 1, no gradient
     adv = advantages[:, None]
@@ -94,7 +94,7 @@ def grpo_loss(logits, actions, old_logprob, advantages, length, config: GRPOConf
 def episode_sequences(steps: dict[str, torch.Tensor], length: torch.Tensor) -> dict[str, torch.Tensor]:
     """Episodes [B, T] as rows for `sequence`: each row one episode from its first step; padding past `length`
     gets episode ids of its own (it never attends to, nor is attended by, the episode)."""
-    t = torch.arange(steps["action"].shape[1])
+    t = torch.arange(steps["action"].shape[1], device=length.device)
     seq = {k: steps[k] for k in _STEP_KEYS}
     seq["episode"] = torch.where(t[None] < length[:, None], 0, -1 - t[None])
     return seq
@@ -229,7 +229,8 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
     model, adapter, payload = load_checkpoint(ckpt_path if resume else config.init)
     model.visual.requires_grad_(False)
     check_simulator(payload, sim, model.config.max_context)
-    mask = sim.action_mask
+    model.to(ranks.device)
+    mask = sim.action_mask.to(ranks.device)
     params = [p for p in model.actor.parameters() if p.requires_grad]  # no critic: it stays as loaded
     distributed.broadcast_parameters(model, ranks)
     optimizer = torch.optim.Adam(params, lr=config.lr, eps=1e-5)
@@ -259,6 +260,7 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
         torch.set_num_threads(rollout_threads)
         rollout_start = time.perf_counter()
         batch, sampled = sampler.sample(next_group)
+        batch = batch.to(ranks.device)
         family_success = sampled.pop("rollout_success")
         # One task counter over the ranks (the furthest), so a resumed run plays no task twice.
         next_group = int(distributed.reduce_over_ranks(sampled.pop("next_group"), ranks, op="max"))
@@ -267,7 +269,7 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
         update_start = time.perf_counter()
         advantages = group_advantages(batch.success.view(-1, config.group_size), config.scale_by_std).flatten()
         old_logprob = sequence_logprob(model, batch.steps, batch.length, config.temperature, mask)
-        valid = torch.arange(old_logprob.shape[1])[None] < batch.length[:, None]
+        valid = torch.arange(old_logprob.shape[1], device=ranks.device)[None] < batch.length[:, None]
         cache_vs_sequence = (old_logprob - batch.steps["logprob"])[valid].abs().max().item()
         stats = grpo_update(model, optimizer, params, batch, advantages, old_logprob, config, mask, sync,
                             len(batch.length) * ranks.world)  # fmt: skip

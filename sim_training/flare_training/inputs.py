@@ -18,6 +18,12 @@ from flare_sim import CAMERA_KEYS, GOAL_WORDS, GridhouseEnv
 ACTION_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A batch of model inputs (nested dicts of tensors, e.g. per-camera frames) on the learner's device; the
+    same dict when it is there already (the CPU learner copies nothing)."""
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
+
+
 def gridhouse_cameras(nav_px: int = 56, manip_px: int = 24) -> tuple[CameraSpec, ...]:
     """Gridhouse frames are already the model's size: preprocessing only normalises them."""
     return (

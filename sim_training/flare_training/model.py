@@ -406,7 +406,7 @@ class KVCache:
         return self.length.clone()
 
     def reset(self, rows: torch.Tensor) -> None:
-        self.length[rows] = 0
+        self.length[rows.to(self.length.device)] = 0
 
     def load(self, kv: list[tuple[torch.Tensor, torch.Tensor]], lengths: torch.Tensor) -> None:
         """Fill every row from a sequence pass that started at its episode's first step (rows left-aligned)."""

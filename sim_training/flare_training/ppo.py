@@ -31,7 +31,7 @@ from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator, simulator_of
 from flare_training.evaluate import choose
 from flare_training.features import FrozenVisualFeatures
-from flare_training.inputs import ACTION_MASK
+from flare_training.inputs import ACTION_MASK, to_device
 from flare_training.model import ActorCritic, KVCache
 from flare_training.runlog import RunConfig, RunLog
 
@@ -290,7 +290,7 @@ class SeparateNetworkStep:
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x [B, L, ...] at index [B, K] -> [B, K, ...]."""
-    return x[torch.arange(x.shape[0])[:, None], index]
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], index]
 
 
 @dataclass
@@ -316,6 +316,11 @@ class Episodes:
     simulated: int
     timeout: torch.Tensor
 
+    def to(self, device: torch.device) -> Episodes:
+        """The tensors an update reads (steps, length, success) on the learner's device."""
+        return replace(self, steps=to_device(self.steps, device), length=self.length.to(device),
+                       success=self.success.to(device))  # fmt: skip
+
 
 def pad_time(x: torch.Tensor, length: int) -> torch.Tensor:
     """[B, T, ...] -> [B, length, ...], zeros after T (episodes of different lengths in one batch)."""
@@ -337,12 +342,14 @@ class RolloutCollector:
     episode per env from given seeds. Either way, pipelined, one lane's envs step while the learner decides for
     the other; actions are sampled at `temperature`; masked actions are never sampled (the simulator's
     embodiment). Ended episodes leave the history and the cache; their outcomes are kept per family (`recent`).
+    The policy and its caches run on the model's device; what the collector returns is on the CPU.
     """
 
     def __init__(self, model, adapter, sim: Simulator, families: tuple[str, ...], seed: int, num_envs: int,
                  env_workers: int, rollout: int = 0, temperature: float = 1.0):  # fmt: skip
         self.model, self.adapter, self.rollout, self.temperature = model, adapter, rollout, temperature
         self.mask = sim.action_mask
+        self.device = next(model.parameters()).device
         self.lanes, self.first_envs = make_lanes(model, adapter, sim, families, num_envs, env_workers)
         for lane, first in zip(self.lanes, self.first_envs, strict=True):
             lane.reset(seed=seed + first)
@@ -358,13 +365,13 @@ class RolloutCollector:
     def step_inputs(self, lane: EnvLane) -> dict[str, torch.Tensor]:
         inputs = self.adapter.step_inputs(lane.obs)
         inputs["visual"] = torch.from_numpy(lane.obs["visual"])  # FrozenVisualFeatures, where the envs ran
-        inputs["step"] = lane.cache.step
+        inputs["step"] = lane.cache.step.cpu()
         return inputs
 
     def decide(self, lane: EnvLane) -> None:
         """Choose the lane's next actions under the current policy and set its envs stepping."""
         inputs = self.step_inputs(lane)
-        logits = self.model.actor.step(inputs, lane.cache)["logits"]
+        logits = self.model.actor.step(to_device(inputs, self.device), lane.cache)["logits"].cpu()
         action = choose(logits / self.temperature, greedy=False, generator=self.generator, mask=self.mask)
         lane.envs.step_async(action.numpy())
         lane.inputs = inputs
@@ -397,7 +404,7 @@ class RolloutCollector:
             lengths = lane.history.lengths()
             pre = _pad_rows(lane.history.steps, int(lengths.max()), self.template)
             pre["episode"] = torch.zeros_like(pre["step"])
-            self.model.actor.prime(pre, lengths, lane.cache)
+            self.model.actor.prime(to_device(pre, self.device), lengths.to(self.device), lane.cache)
             lane.store.clear()
         for t in range(self.rollout):
             for lane in self.lanes:
@@ -456,10 +463,14 @@ class RolloutCollector:
 
 @torch.no_grad()
 def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=None) -> tuple[dict, float]:
-    """Whole-sequence rows, old log-probs and values under the current weights, GAE advantages and returns; also
-    how far the rollout's cached log-probs are from the sequence pass (0 up to float error)."""
-    roll = rollout.steps
-    seq = build_sequences(rollout.prefix, {k: roll[k] for k in _STEP_KEYS}, roll["done"], rollout.last)
+    """Whole-sequence rows, old log-probs and values under the current weights, GAE advantages and returns, on
+    the model's device; also how far the rollout's cached log-probs are from the sequence pass (0 up to float
+    error)."""
+    device = next(model.parameters()).device
+    roll = to_device(rollout.steps, device)
+    seq = build_sequences(rollout.prefix, {k: rollout.steps[k] for k in _STEP_KEYS}, rollout.steps["done"],
+                          rollout.last)  # fmt: skip
+    seq = to_device(seq, device)
     index = seq.pop("index")
     logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
     values = _gather(values, index)  # [B, T+1]
@@ -548,7 +559,8 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     else:
         model, adapter, payload = build_model(config)
     check_simulator(payload, sim, model.config.max_context)
-    mask = sim.action_mask
+    model.to(ranks.device)
+    mask = sim.action_mask.to(ranks.device)
     params = [p for p in model.parameters() if p.requires_grad]
     distributed.broadcast_parameters(model, ranks)
     # A separate critic's update runs beside the actor's, each on one thread, where there are two threads.

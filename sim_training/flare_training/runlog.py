@@ -29,6 +29,9 @@ class RunConfig:
     env_workers: int = 2
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
+    # The learner (rollout inference, updates, evaluation): cpu, or cuda (each torchrun rank its local rank's
+    # GPU; ranks reduce with nccl). The envs and their frame encoders stay in CPU worker processes.
+    device: str = "cpu"
 
 
 class RunLog:
