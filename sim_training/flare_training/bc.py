@@ -1,5 +1,9 @@
 """Behaviour cloning, SPOC-style: collect shortest-path-expert demonstrations in parallel, then train the
-actor with cross-entropy over whole-episode sequences (block-causal, exactly as the policy runs)."""
+actor with cross-entropy over whole-episode sequences (block-causal, exactly as the policy runs).
+
+Optionally DAgger (Ross et al. 2011) after it: the trained policy acts, the expert labels every state the policy
+visits (the expert replans from wherever it is), the labelled episodes join the training set and training goes
+on; a cloned policy's errors come from states the expert never visits, and this is where they get labels."""
 
 from __future__ import annotations
 
@@ -14,18 +18,20 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from flare_core.actions import action_by_name
 from flare_core.preprocessing import PreprocessConfig, resample
 from flare_sim import CAMERA_KEYS
 from flare_training import distributed
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator
-from flare_training.evaluate import evaluate_policy, save_results
+from flare_training.evaluate import choose, evaluate_policy, policy_logits, save_results
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, to_device
 from flare_training.model import ActorCritic, ModelConfig
 from flare_training.thor.controller import ThorConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
+END = action_by_name("end").index
 
 
 @dataclass
@@ -44,6 +50,11 @@ class BCConfig:
     families: tuple[str, ...] = ()
     env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
     thor: ThorConfig = field(default_factory=ThorConfig)
+    # DAgger rounds after the BC epochs (0: plain BC): each round the policy plays `dagger_episodes` training
+    # episodes (sampling), the expert labels every step, and `dagger_epochs` epochs train on all data so far.
+    dagger_rounds: int = 0
+    dagger_episodes: int = 2000
+    dagger_epochs: int = 2
     seed: int = 0
     device: str = "cpu"  # where the network trains: cpu, or cuda (each torchrun rank its local rank's GPU, nccl)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -51,7 +62,8 @@ class BCConfig:
 
 @dataclass
 class Demos:
-    """Successful expert episodes, stored flat: step arrays plus episode start offsets."""
+    """Labelled episodes (the expert's successful ones; with DAgger also the policy's, expert-labelled), stored
+    flat: step arrays plus episode start offsets."""
 
     nav_rgb: np.ndarray
     manip_rgb: np.ndarray
@@ -73,6 +85,11 @@ class Demos:
         steps = {k: getattr(self, k)[:end] for k in (*_FIELDS, "action")}
         return Demos(goal=self.goal[:n], starts=self.starts[: n + 1], **steps)
 
+    def __add__(self, other: Demos) -> Demos:
+        steps = {k: np.concatenate([getattr(self, k), getattr(other, k)]) for k in (*_FIELDS, "action")}
+        starts = np.concatenate([self.starts, self.starts[-1] + other.starts[1:]])
+        return Demos(goal=np.concatenate([self.goal, other.goal]), starts=starts, **steps)
+
     def save(self, path: Path) -> None:
         np.savez_compressed(path, **asdict(self))
 
@@ -82,32 +99,59 @@ class Demos:
             return cls(**{k: data[k] for k in data.files})
 
 
+class SampledPolicy:
+    """The policy acting in a batch of envs through its KV-cache, sampling from its masked distribution (DAgger's
+    learner-driven rollouts)."""
+
+    def __init__(self, model: ActorCritic, adapter: ObservationAdapter, num_envs: int, mask: torch.Tensor, seed: int):
+        self.model, self.adapter, self.mask = model.eval(), adapter, mask
+        self.cache, _ = model.new_caches(num_envs)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, obs: dict) -> np.ndarray:
+        logits = policy_logits(self.model, self.adapter, obs, self.cache)
+        return choose(logits, greedy=False, generator=self.generator, mask=self.mask).numpy()
+
+    def ended(self, rows: np.ndarray) -> None:
+        self.cache.reset(torch.as_tensor(rows))
+
+
 def collect_demos(
-    count: int, workers: int, families: tuple[str, ...], seed: int, sim: Simulator, cameras: tuple = ()
-) -> Demos:
-    """Run the expert in `workers` subprocess envs on training houses until `count` episodes succeed. Frames of
-    `cameras` whose preprocessing neither rotates nor crops are kept resampled to the model's size (an AI2-THOR
-    frame: 250 KB -> 16 KB), which preprocessing then leaves as it is: the same model inputs."""
+    count: int, workers: int, families: tuple[str, ...], seed: int, sim: Simulator, cameras: tuple = (),
+    policy: SampledPolicy | None = None, num_envs: int = 0,
+) -> Demos:  # fmt: skip
+    """`count` labelled episodes on training houses from `num_envs` envs (default: one per worker) stepped by
+    `workers` subprocesses. The expert acts and only its successful episodes are kept; or, with `policy`
+    (DAgger), the policy acts, the expert labels every step, and every episode is kept. Frames of `cameras`
+    whose preprocessing neither rotates nor crops are kept resampled to the model's size (an AI2-THOR frame:
+    250 KB -> 16 KB), which preprocessing then leaves as it is: the same model inputs."""
     shrink = {CAMERA_KEYS[c.name]: c.preprocessing for c in cameras if _idempotent(c.preprocessing)}
-    envs = sim.vector(workers, families, "train", expert=True, workers=workers)
+    num_envs = num_envs or workers
+    envs = sim.vector(num_envs, families, "train", expert=True, workers=workers)
     steps: dict[str, list] = {k: [] for k in (*_FIELDS, "action")}
     goals, starts = [], [0]
-    current = [{k: [] for k in (*_FIELDS, "action")} for _ in range(workers)]
-    current_goal = [""] * workers
+    current = [{k: [] for k in (*_FIELDS, "action")} for _ in range(num_envs)]
+    current_goal = [""] * num_envs
     try:
         obs, info = envs.reset(seed=seed)
         current_goal = list(obs["goal"])
-        with tqdm(total=count, desc="demos", unit="ep") as bar:
+        with tqdm(total=count, desc="demos" if policy is None else "dagger", unit="ep") as bar:
             while len(goals) < count:
-                actions = np.asarray(info["expert_action"])
-                for i in range(workers):
+                labels = np.asarray(info["expert_action"])
+                for i in range(num_envs):
                     for k in _FIELDS:
                         current[i][k].append(resample(obs[k][i], shrink[k], k) if k in shrink else obs[k][i])
-                    current[i]["action"].append(actions[i])
+                    current[i]["action"].append(labels[i])
+                acting = labels if policy is None else policy(obs)
                 # An expert without an action (never seen in testing) ends its episode, which is then dropped.
-                obs, _, terminated, truncated, info = envs.step(np.where(actions < 0, 4, actions))
-                for i in np.flatnonzero(terminated | truncated):
-                    if info["final_info"]["success"][i] and len(goals) < count:
+                obs, _, terminated, truncated, info = envs.step(np.where(labels < 0, END, acting))
+                ended = np.flatnonzero(terminated | truncated)
+                if policy is not None and len(ended):
+                    policy.ended(ended)
+                for i in ended:
+                    labelled = min(current[i]["action"]) >= 0
+                    keep = labelled and (policy is not None or info["final_info"]["success"][i])
+                    if keep and len(goals) < count:
                         for k in steps:
                             steps[k].extend(current[i][k])
                         goals.append(current_goal[i])
@@ -215,42 +259,53 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
     writer = SummaryWriter(out / "tb") if ranks.main else None
     history = []
     start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        rng.shuffle(train)
-        losses = []
-        batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
-        for episodes in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
-                             disable=not ranks.main):  # fmt: skip
-            batch = to_device(_batch(demos, episodes, adapter), ranks.device)
-            loss, _ = bc_loss(model, batch, mask)
-            optimizer.zero_grad()
-            loss.backward()
-            steps = float(batch["valid"].sum())  # the loss is a mean over valid steps: weigh ranks by them
-            sync(steps, distributed.reduce_over_ranks(steps, ranks))
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-        model.eval()
-        with torch.no_grad():
-            val_loss, val_acc = bc_loss(model, to_device(_batch(demos, val, adapter), ranks.device), mask)
-        row = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "val_loss": val_loss.item(),
-            "val_acc": val_acc.item(),
-            "param_spread": distributed.param_spread(params, ranks),
-        }
-        if not ranks.main:
-            continue
-        history.append(row)
-        for k, v in row.items():
-            if k != "epoch":
-                writer.add_scalar(f"bc/{k}", v, epoch)
-        losses_text = f"train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}"
-        print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_acc']:.1%}")
-        save_checkpoint(out / CHECKPOINT_NAME, model, adapter, kind="bc", epoch=epoch, env_steps=0, history=history,
-                        config=asdict(config))  # fmt: skip
+
+    def train_epochs(epochs: int, round_: int) -> None:
+        """`epochs` passes over the training episodes; validation on the expert's held-back episodes."""
+        for _ in range(epochs):
+            epoch = len(history) + 1
+            model.train()
+            rng.shuffle(train)
+            losses = []
+            batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
+            for episodes in tqdm(batches, desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False,
+                                 disable=not ranks.main):  # fmt: skip
+                batch = to_device(_batch(demos, episodes, adapter), ranks.device)
+                loss, _ = bc_loss(model, batch, mask)
+                optimizer.zero_grad()
+                loss.backward()
+                steps = float(batch["valid"].sum())  # the loss is a mean over valid steps: weigh ranks by them
+                sync(steps, distributed.reduce_over_ranks(steps, ranks))
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                losses.append(loss.item())
+            model.eval()
+            with torch.no_grad():
+                val_loss, val_acc = bc_loss(model, to_device(_batch(demos, val, adapter), ranks.device), mask)
+            row = {"epoch": epoch, "dagger_round": round_, "episodes": len(train), "train_loss": float(np.mean(losses)),
+                   "val_loss": val_loss.item(), "val_acc": val_acc.item(),
+                   "param_spread": distributed.param_spread(params, ranks)}  # fmt: skip
+            history.append(row)
+            if not ranks.main:
+                continue
+            for k, v in row.items():
+                if k != "epoch":
+                    writer.add_scalar(f"bc/{k}", v, epoch)
+            losses_text = f"train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}"
+            print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_acc']:.1%}")
+            save_checkpoint(out / CHECKPOINT_NAME, model, adapter, kind="bc", epoch=epoch, env_steps=0,
+                            history=history, config=asdict(config))  # fmt: skip
+
+    total_epochs = config.epochs + config.dagger_rounds * config.dagger_epochs
+    train_epochs(config.epochs, 0)
+    for round_ in range(1, config.dagger_rounds + 1):
+        policy = SampledPolicy(model, adapter, 16, sim.action_mask, config.seed + 7919 * round_ + 104_729 * ranks.rank)
+        house_seed = config.seed + 2_000_003 * round_ + 1_000_003 * ranks.rank
+        labelled = collect_demos(-(-config.dagger_episodes // ranks.world), config.workers, families, house_seed,
+                                 sim, cameras, policy=policy, num_envs=16)  # fmt: skip
+        train = np.concatenate([train, len(demos) + np.arange(len(labelled))])
+        demos = demos + labelled
+        train_epochs(config.dagger_epochs, round_)
     if not ranks.main:
         return out / CHECKPOINT_NAME
     writer.close()

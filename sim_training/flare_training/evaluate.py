@@ -29,6 +29,16 @@ def choose(
 
 
 @torch.no_grad()
+def policy_logits(model: ActorCritic, adapter: ObservationAdapter, obs: dict, cache) -> torch.Tensor:
+    """One step of the policy over a batch of raw observations (frames encoded here, on the model's device):
+    [B, A] logits on the CPU."""
+    device = next(model.parameters()).device
+    inputs = to_device(adapter.step_inputs(obs), device)
+    inputs["visual"] = model.visual(to_device(adapter.frames(obs), device))
+    return model.actor.step(inputs, cache)["logits"].cpu()
+
+
+@torch.no_grad()
 def evaluate_policy(
     model: ActorCritic,
     adapter: ObservationAdapter,
@@ -45,7 +55,6 @@ def evaluate_policy(
     """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy.
     An episode a simulator timeout cut short is played again (AI2-THOR restarts its controller)."""
     model.eval()
-    device = next(model.parameters()).device
     sim = sim or get_simulator("gridhouse")
     queue = deque((f, h) for f in families for h in range(episodes))
     count = min(num_envs, len(queue))
@@ -73,9 +82,7 @@ def evaluate_policy(
         if idle:
             cache.reset(torch.tensor(idle))  # finished rows ride along; keep their cache empty
         batch = {k: [obs[i][k] if i in active else obs[active[0]][k] for i in range(len(envs))] for k in obs[active[0]]}
-        inputs = to_device(adapter.step_inputs(batch), device)
-        inputs["visual"] = model.visual(to_device(adapter.frames(batch), device))
-        logits = model.actor.step(inputs, cache)["logits"].cpu()
+        logits = policy_logits(model, adapter, batch, cache)
         actions = choose(logits, greedy, generator, sim.action_mask).tolist()
         for i in list(active):
             obs[i], _, terminated, truncated, info = envs[i].step(actions[i])
