@@ -5,9 +5,11 @@ import json
 import numpy as np
 import torch
 
+from flare_core.actions import action_by_name
 from flare_sim import GridhouseEnv
 from flare_training.bc import END, BCConfig, SampledPolicy, collect_demos, train_bc
 from flare_training.envs import get_simulator
+from flare_training.evaluate import evaluate_policy
 from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
 
@@ -59,3 +61,21 @@ def test_a_dagger_round_adds_the_policys_labelled_episodes_and_trains_on(tmp_pat
     history = json.loads((tmp_path / "bc" / "bc_history.json").read_text())
     assert [(r["dagger_round"], r["episodes"]) for r in history] == [(0, 3), (1, 6)]  # 1 of 4 held for validation
     assert all(np.isfinite(r["val_loss"]) for r in history)
+
+
+def _always(action: str) -> tuple[ActorCritic, ObservationAdapter]:
+    """A policy whose argmax is always `action` (its logits head reads nothing, biased to that action)."""
+    policy = _random_policy(1)
+    head = policy.model.actor.heads["logits"]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[action_by_name(action).index] = 10.0
+    return policy.model, policy.adapter
+
+
+def test_evaluation_says_how_episodes_failed():
+    ends = evaluate_policy(*_always("end"), ("objectnav",), 6, greedy=True, num_envs=3, progress=False)["objectnav"]
+    assert ends["success"] == 0 and ends["step_limit"] == 0 and ends["mean_steps"] == 1  # ended off the goal
+    spins = evaluate_policy(*_always("l"), ("objectnav",), 6, greedy=True, num_envs=3, progress=False)["objectnav"]
+    assert spins["success"] == 0 and spins["step_limit"] == 1 and spins["episodes"] == 6  # out of steps

@@ -50,11 +50,9 @@ class BCConfig:
     families: tuple[str, ...] = ()
     env: str = "gridhouse"  # gridhouse (embedded) or thor (AI2-THOR, CHORES tasks; see the --thor-* options)
     thor: ThorConfig = field(default_factory=ThorConfig)
-    # DAgger rounds after the BC epochs (0: plain BC): each round the policy plays `dagger_episodes` training
-    # episodes (sampling), the expert labels every step, and `dagger_epochs` epochs train on all data so far.
-    dagger_rounds: int = 0
-    dagger_episodes: int = 2000
-    dagger_epochs: int = 2
+    dagger_rounds: int = 0  # DAgger rounds after the BC epochs (0: plain BC)
+    dagger_episodes: int = 2000  # per round: training episodes the policy plays (sampling), the expert labelling
+    dagger_epochs: int = 2  # per round: epochs over everything labelled so far
     seed: int = 0
     device: str = "cpu"  # where the network trains: cpu, or cuda (each torchrun rank its local rank's GPU, nccl)
     model: ModelConfig = field(default_factory=ModelConfig)

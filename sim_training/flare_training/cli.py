@@ -180,7 +180,9 @@ def _run(args: argparse.Namespace) -> None:
         families = sim.check(tuple(args.families or sim.families))
         results = evaluate_policy(model, adapter, families, args.episodes, greedy=args.greedy, sim=sim)
         for family, r in results.items():
-            print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}")
+            wrong_end = 1 - r["success"] - r["step_limit"]
+            print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}  failed: "
+                  f"ended off the goal {wrong_end:6.1%}, out of steps {r['step_limit']:6.1%}")  # fmt: skip
         if args.out:
             save_results(args.out, results, kind=payload.get("kind"), env_steps=payload.get("env_steps", 0),
                          episodes=args.episodes, greedy=args.greedy)  # fmt: skip
