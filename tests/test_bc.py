@@ -1,6 +1,8 @@
 """Behaviour cloning with DAgger: the policy drives, the expert labels the states it visits, training goes on."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -8,6 +10,7 @@ import torch
 from flare_core.actions import action_by_name
 from flare_sim import GridhouseEnv
 from flare_training.bc import END, BCConfig, SampledPolicy, collect_demos, train_bc
+from flare_training.checkpoint import save_checkpoint
 from flare_training.envs import get_simulator
 from flare_training.evaluate import evaluate_policy
 from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
@@ -79,3 +82,17 @@ def test_evaluation_says_how_episodes_failed():
     assert ends["success"] == 0 and ends["step_limit"] == 0 and ends["mean_steps"] == 1  # ended off the goal
     spins = evaluate_policy(*_always("l"), ("objectnav",), 6, greedy=True, num_envs=3, progress=False)["objectnav"]
     assert spins["success"] == 0 and spins["step_limit"] == 1 and spins["episodes"] == 6  # out of steps
+
+
+def test_eval_cli_reports_failures_on_the_split_asked_for(tmp_path):
+    policy = _random_policy(1)
+    ckpt = save_checkpoint(tmp_path / "bc" / "checkpoint.pt", policy.model, policy.adapter, kind="bc")
+    out = tmp_path / "eval.json"
+    args = ["eval", str(ckpt), "--episodes", "3", "--families", "objectnav", "--split", "train", "--out", str(out)]
+    done = subprocess.run([sys.executable, "-m", "flare_training", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "failed: ended off the goal" in done.stdout
+    saved = json.loads(out.read_text())
+    assert saved["split"] == "train" and saved["results"]["objectnav"]["episodes"] == 3
+    r = saved["results"]["objectnav"]
+    assert 0 <= r["step_limit"] <= 1 - r["success"]

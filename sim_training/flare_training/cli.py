@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--families", nargs="+", default=None, choices=ALL_FAMILIES,
                     help="default: every family of the simulator the checkpoint was trained in")  # fmt: skip
     ev.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    ev.add_argument("--split", default="eval", choices=("eval", "train"),
+                    help="eval: unseen houses; train: houses of the training split (model selection)")  # fmt: skip
     ev.add_argument("--out", default="", help="write JSON results here")
     exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint; "
                          "a FLaRe-family run also gets goal_encoder.onnx + tokenizer.json")  # fmt: skip
@@ -178,14 +180,14 @@ def _run(args: argparse.Namespace) -> None:
         model, adapter, payload = load_checkpoint(args.checkpoint)
         sim = simulator_of(payload.get("config", {}))
         families = sim.check(tuple(args.families or sim.families))
-        results = evaluate_policy(model, adapter, families, args.episodes, greedy=args.greedy, sim=sim)
+        results = evaluate_policy(model, adapter, families, args.episodes, args.split, args.greedy, sim=sim)
         for family, r in results.items():
             wrong_end = 1 - r["success"] - r["step_limit"]
             print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}  failed: "
                   f"ended off the goal {wrong_end:6.1%}, out of steps {r['step_limit']:6.1%}")  # fmt: skip
         if args.out:
             save_results(args.out, results, kind=payload.get("kind"), env_steps=payload.get("env_steps", 0),
-                         episodes=args.episodes, greedy=args.greedy)  # fmt: skip
+                         episodes=args.episodes, greedy=args.greedy, split=args.split)  # fmt: skip
     elif args.command == "export":
         from flare_training.export import export_policy
 
