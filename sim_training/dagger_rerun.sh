@@ -2,7 +2,7 @@
 # A stronger start for RL: BC from 10,000 demonstrations (5x the earlier runs), the same followed by 3 DAgger
 # rounds (the policy plays, the expert labels the states it visits), and FLaRe PPO from the 10,000-demonstration
 # BC on ObjectNav + Pickup with the PPO settings that learned faster at 1M in docs/results.md, 1M env steps and
-# continued to 1.5M (a copy); 500 unseen houses per family. Needs runs/perception (recipe_rerun.sh makes it).
+# continued to 2M (a copy); 500 unseen houses per family. Needs runs/perception (recipe_rerun.sh makes it).
 # One run at a time (2 cores, about 2 hours); finished steps are skipped when it runs again. Run from the
 # repository root.
 set -euo pipefail
@@ -30,7 +30,7 @@ if ! trained flare_10k_onp_long; then
   [ -d runs/flare_10k_onp_long ] || { cp -r runs/flare_10k_onp runs/flare_10k_onp_long
     rm -f runs/flare_10k_onp_long/eval.json runs/flare_10k_onp_long/.lock; }
   $PY -m flare_training ppo --init runs/bc_10k --out runs/flare_10k_onp_long --families objectnav pickup \
-    --total-env-steps 1500000 "${EARLIER[@]}"
+    --total-env-steps 2000000 "${EARLIER[@]}"
 fi
 eval500 flare_10k_onp_long
 $PY -m flare_training report runs/bc_10k runs/bc_10k_dagger runs/flare_10k_onp runs/flare_10k_onp_long \
