@@ -108,12 +108,13 @@ def _cache_position_encoding(embeddings: nn.Module) -> None:
     constant: the bicubic Resize was a quarter of ONNX Runtime's time for two 224 x 384 cameras.
     """
     original = embeddings.interpolate_pos_encoding
-    cache: dict[tuple[int, int, int], torch.Tensor] = {}
+    cache: dict[tuple, torch.Tensor] = {}
 
     def interpolate(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        key = (int(tokens.shape[1]), int(height), int(width))
+        # Per device too: a deep copy of the encoder (the CPU one the env workers run) shares this closure.
+        key = (int(tokens.shape[1]), int(height), int(width), tokens.device)
         if key not in cache:
-            cache[key] = original(tokens, height, width).detach()
+            cache[key] = original(tokens, height, width).detach().to(tokens.device)
         return cache[key]
 
     embeddings.interpolate_pos_encoding = interpolate
@@ -204,7 +205,7 @@ class T5GoalEncoder(nn.Module):
         self.t5 = T5EncoderModel.from_pretrained(path).requires_grad_(False).eval()
         self.vocab = vocab
         self.proj = nn.Sequential(nn.Linear(self.t5.config.d_model, out_dim), nn.ReLU())
-        self._memo: dict[str, torch.Tensor] = {}
+        self._memo: dict[tuple[str, torch.device], torch.Tensor] = {}  # per goal text and device
 
     def train(self, mode: bool = True) -> T5GoalEncoder:
         super().train(mode)
@@ -212,12 +213,14 @@ class T5GoalEncoder(nn.Module):
         return self
 
     def _encode(self, text: str) -> torch.Tensor:
-        if text not in self._memo:
+        device = self.proj[0].weight.device
+        if (text, device) not in self._memo:
             with torch.no_grad():
-                enc = self.tokenizer(text, return_tensors="pt")
+                enc = self.tokenizer(text, return_tensors="pt").to(device)
                 hidden = self.t5(**enc).last_hidden_state[0]
-                self._memo[text] = (hidden * enc["attention_mask"][0, :, None]).sum(0) / enc["attention_mask"].sum()
-        return self._memo[text]
+                mask = enc["attention_mask"]
+                self._memo[text, device] = (hidden * mask[0, :, None]).sum(0) / mask.sum()
+        return self._memo[text, device]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         flat = tokens.reshape(-1, tokens.shape[-1]).tolist()

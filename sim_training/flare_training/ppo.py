@@ -563,8 +563,9 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     mask = sim.action_mask.to(ranks.device)
     params = [p for p in model.parameters() if p.requires_grad]
     distributed.broadcast_parameters(model, ranks)
-    # A separate critic's update runs beside the actor's, each on one thread, where there are two threads.
-    separate_step = SeparateNetworkStep() if model.critic is not None and update_threads >= 2 else None
+    # A separate critic's update runs beside the actor's, each on one CPU thread, where there are two threads.
+    side_by_side = model.critic is not None and update_threads >= 2 and ranks.device.type == "cpu"
+    separate_step = SeparateNetworkStep() if side_by_side else None
     optimizer = torch.optim.Adam(params, lr=config.lr * config.lr_multiplier, eps=1e-5)
     update, env_steps, evals = 0, 0, []
     if resume:
