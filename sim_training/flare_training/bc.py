@@ -32,6 +32,7 @@ from flare_training.thor.controller import ThorConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
 END = action_by_name("end").index
+DAGGER_ENVS = 16  # envs a DAgger round's policy plays at once (one batched step for all of them)
 
 
 @dataclass
@@ -258,8 +259,8 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
     history = []
     start = time.perf_counter()
 
-    def train_epochs(epochs: int, round_: int) -> None:
-        """`epochs` passes over the training episodes; validation on the expert's held-back episodes."""
+    def train_epochs(demos: Demos, train: np.ndarray, epochs: int, round_: int) -> None:
+        """`epochs` passes over the `train` episodes of `demos`; validation on the expert's held-back ones."""
         for _ in range(epochs):
             epoch = len(history) + 1
             model.train()
@@ -295,15 +296,16 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
                             history=history, config=asdict(config))  # fmt: skip
 
     total_epochs = config.epochs + config.dagger_rounds * config.dagger_epochs
-    train_epochs(config.epochs, 0)
+    train_epochs(demos, train, config.epochs, 0)
     for round_ in range(1, config.dagger_rounds + 1):
-        policy = SampledPolicy(model, adapter, 16, sim.action_mask, config.seed + 7919 * round_ + 104_729 * ranks.rank)
+        policy_seed = config.seed + 7919 * round_ + 104_729 * ranks.rank
+        policy = SampledPolicy(model, adapter, DAGGER_ENVS, sim.action_mask, policy_seed)
         house_seed = config.seed + 2_000_003 * round_ + 1_000_003 * ranks.rank
         labelled = collect_demos(-(-config.dagger_episodes // ranks.world), config.workers, families, house_seed,
-                                 sim, cameras, policy=policy, num_envs=16)  # fmt: skip
-        train = np.concatenate([train, len(demos) + np.arange(len(labelled))])
+                                 sim, cameras, policy=policy, num_envs=DAGGER_ENVS)  # fmt: skip
+        train = np.concatenate([train, len(demos) + np.arange(len(labelled))])  # validation stays the expert's
         demos = demos + labelled
-        train_epochs(config.dagger_epochs, round_)
+        train_epochs(demos, train, config.dagger_epochs, round_)
     if not ranks.main:
         return out / CHECKPOINT_NAME
     writer.close()

@@ -19,8 +19,8 @@ ACTION_MASK = torch.from_numpy(GridhouseEnv.embodiment.mask)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    """A batch of model inputs (nested dicts of tensors, e.g. per-camera frames) on the learner's device; the
-    same dict when it is there already (the CPU learner copies nothing)."""
+    """A batch of model inputs (nested dicts of tensors, e.g. per-camera frames) on the learner's device; tensors
+    already there are not copied (the CPU learner copies nothing)."""
     return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 

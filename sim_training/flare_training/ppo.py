@@ -467,10 +467,10 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
     the model's device; also how far the rollout's cached log-probs are from the sequence pass (0 up to float
     error)."""
     device = next(model.parameters()).device
-    roll = to_device(rollout.steps, device)
-    seq = build_sequences(rollout.prefix, {k: rollout.steps[k] for k in _STEP_KEYS}, rollout.steps["done"],
-                          rollout.last)  # fmt: skip
-    seq = to_device(seq, device)
+    steps = rollout.steps  # built into rows on the CPU, where the prefixes are; then moved once
+    seq = to_device(build_sequences(rollout.prefix, {k: steps[k] for k in _STEP_KEYS}, steps["done"], rollout.last),
+                    device)  # fmt: skip
+    roll = to_device({k: steps[k] for k in ("action", "logprob", "reward", "done")}, device)
     index = seq.pop("index")
     logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
     values = _gather(values, index)  # [B, T+1]
