@@ -7,36 +7,12 @@ import subprocess
 import sys
 import time
 
-import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
 from flare_bringup.graph import Graph
-from flare_bringup.runner import EpisodeRunner
+from flare_bringup.runner import EpisodeRunner, one_shot_estop
 from flare_core import protocol
-
-# `ros2 topic pub --once -w 2 --qos-reliability reliable --qos-durability transient_local /flare/estop ...` as
-# the README gives it: ros2cli's "default" profile (keep last 10) with those overrides; it waits for 2 matching
-# subscriptions (policy and bridge), publishes, and lingers 0.1 s.
-ONE_SHOT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def publish_once(engaged: bool, wait_matching: int = 2, keep_alive_s: float = 0.1) -> None:
-    """What `ros2 topic pub --once` does (ros2topic/verb/pub.py, jazzy), in a participant of its own."""
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("one_shot_estop", context=context)
-    try:
-        publisher = node.create_publisher(Bool, protocol.ESTOP, ONE_SHOT_QOS)
-        deadline = time.monotonic() + 10
-        while publisher.get_subscription_count() < wait_matching and time.monotonic() < deadline:
-            time.sleep(0.01)
-        publisher.publish(Bool(data=engaged))
-        time.sleep(keep_alive_s)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def bridge_estops(runner) -> list[dict]:
@@ -65,11 +41,11 @@ def test_operator_graph(tmp_path):
         reached = 0
         for _ in range(20):
             before = len(bridge_estops(runner))
-            publish_once(True)
+            one_shot_estop(True)
             runner.spin_until(lambda b=before: len(bridge_estops(runner)) > b and policy_state(runner) == "estopped",
                               5, "the one-shot e-stop")  # fmt: skip
             reached += bridge_estops(runner)[-1]["event"] == "estop"
-            publish_once(False)
+            one_shot_estop(False)
             runner.spin_until(lambda: policy_state(runner) == "idle" and bridge_estops(runner)[-1]["event"] ==
                               "estop_released", 5, "the one-shot release")  # fmt: skip
         assert reached == 20

@@ -10,12 +10,38 @@ from dataclasses import dataclass, field
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool, String
 
 from flare_bag.topics import RECORDED
 from flare_core import protocol
-from flare_ros.common import COMMAND_QOS, ESTOP_QOS
+from flare_ros.common import COMMAND_QOS, ESTOP_KEEP_ALIVE_S, ESTOP_QOS
+
+# `ros2 topic pub --once -w 2 --keep-alive 1 --qos-reliability reliable --qos-durability transient_local ...` as
+# the README gives it: ros2cli's "default" profile (keep last 10) with those overrides.
+ONE_SHOT_ESTOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
+
+
+def one_shot_estop(engaged: bool, wait_matching: int = 2, keep_alive_s: float = ESTOP_KEEP_ALIVE_S) -> None:
+    """What `ros2 topic pub --once -w 2 --keep-alive K` does (ros2topic/verb/pub.py, jazzy), in a DDS participant
+    of its own: wait until `wait_matching` subscriptions match this publisher, publish once, stay alive
+    `keep_alive_s`, leave. A subscriber whose side of the discovery has not yet matched this publisher fetches the
+    latched sample when it does, if the publisher still lives: the keep-alive is what makes that possible."""
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("one_shot_estop", context=context)
+    try:
+        publisher = node.create_publisher(Bool, protocol.ESTOP, ONE_SHOT_ESTOP_QOS)
+        deadline = time.monotonic() + 10
+        while publisher.get_subscription_count() < wait_matching and time.monotonic() < deadline:
+            time.sleep(0.01)
+        publisher.publish(Bool(data=engaged))
+        time.sleep(keep_alive_s)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 class GraphError(RuntimeError):

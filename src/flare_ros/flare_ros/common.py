@@ -32,8 +32,13 @@ COMMAND_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # state from every live publisher. DDS connects only publishers that offer transient-local too (a plain
 # `ros2 topic pub` does not): those are reported, with the command that works.
 ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# A one-shot publisher's latched sample reaches a subscriber only while the publisher lives: one whose side of
+# discovery lags (a loaded computer) fetches it when it matches. ros2cli lingers 0.1 s by default; 1 s covers a
+# lagging node at the cost of a second (benchmarks/estop_oneshot.py).
+ESTOP_KEEP_ALIVE_S = 1.0
 ESTOP_COMMAND = (
-    "ros2 topic pub --once -w 2 --qos-reliability reliable --qos-durability transient_local "
+    f"ros2 topic pub --once -w 2 --keep-alive {ESTOP_KEEP_ALIVE_S:g} --qos-reliability reliable "
+    "--qos-durability transient_local "
     f'/{protocol.ESTOP} std_msgs/msg/Bool "{{data: true}}"'
 )
 
