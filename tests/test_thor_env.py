@@ -9,9 +9,14 @@ import math
 import numpy as np
 import pytest
 import thor_standin
+import torch
 from thor_standin import FAULTS
 
 from flare_core.actions import ACTION_NAMES
+from flare_training.envs import get_simulator
+from flare_training.evaluate import EPISODE_TRIES, evaluate_policy
+from flare_training.inputs import ObservationAdapter
+from flare_training.model import ActorCritic, ModelConfig
 from flare_training.thor.controller import (
     FLARE_THOR_COMMIT,
     LIFT_OFFSET,
@@ -559,3 +564,22 @@ def test_equal_seeds_pose_equal_tasks_whatever_came_before(houses):
     # RandomizeMaterials takes no seed, so a group's scenes would differ.
     sent = starts[0][-1]
     assert "ResetMaterials" in sent and "RandomizeMaterials" not in sent
+
+
+def test_evaluation_counts_an_episode_that_keeps_timing_out_as_a_timeout(houses):
+    """Played EPISODE_TRIES times, each try cut short by a Unity timeout: a failure of its own kind, not one that
+    ran out of steps (a timeout ends the episode truncated)."""
+    sim = get_simulator("thor", config(houses, max_steps=20, eval_steps=20))
+    adapter = ObservationAdapter(sim.tokenizer(8), sim.cameras())
+    torch.manual_seed(0)
+    model_config = ModelConfig(d_model=32, layers=1, heads=2, visual_dim=16, goal_dim=16, max_goal_tokens=adapter.tokenizer.max_tokens,
+                               vocab_size=len(adapter.tokenizer), max_context=sim.episode_steps)  # fmt: skip
+    model = ActorCritic(model_config, adapter.camera_shapes, adapter.tokenizer.vocab)
+    with torch.no_grad():  # always "m" (MoveAheadQuick)
+        model.actor.heads["logits"].weight.zero_()
+        model.actor.heads["logits"].bias.copy_(torch.where(torch.arange(len(ACTION_NAMES)) == A["m"], 10.0, 0.0))
+    FAULTS.timeout_on.extend(["MoveAheadQuick"] * EPISODE_TRIES)
+    r = evaluate_policy(model, adapter, ("ObjectNavType",), 2, "eval", greedy=True, num_envs=1, progress=False,
+                        sim=sim)["ObjectNavType"]  # fmt: skip
+    assert r["episodes"] == 2 and FAULTS.started == 1 + EPISODE_TRIES  # the first house, played three times
+    assert r["timeout"] == 0.5 and r["step_limit"] == 0.5 and r["success"] == 0  # the second ran out of steps

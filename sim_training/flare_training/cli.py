@@ -182,9 +182,10 @@ def _run(args: argparse.Namespace) -> None:
         families = sim.check(tuple(args.families or sim.families))
         results = evaluate_policy(model, adapter, families, args.episodes, args.split, args.greedy, sim=sim)
         for family, r in results.items():
-            wrong_end = 1 - r["success"] - r["step_limit"]
+            wrong_end = 1 - r["success"] - r["step_limit"] - r["timeout"]
+            timeouts = f", simulator timeouts {r['timeout']:6.1%}" if r["timeout"] else ""
             print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}  failed: "
-                  f"ended off the goal {wrong_end:6.1%}, out of steps {r['step_limit']:6.1%}")  # fmt: skip
+                  f"ended off the goal {wrong_end:6.1%}, out of steps {r['step_limit']:6.1%}{timeouts}")  # fmt: skip
         if args.out:
             save_results(args.out, results, kind=payload.get("kind"), env_steps=payload.get("env_steps", 0),
                          episodes=args.episodes, greedy=args.greedy, split=args.split)  # fmt: skip

@@ -64,7 +64,7 @@ def evaluate_policy(
         envs = [sim.make(families, split, index=i) for i in range(count)]
     cache, _ = model.new_caches(len(envs))
     generator = torch.Generator().manual_seed(seed)
-    outcomes: dict[str, list[tuple[bool, int, bool]]] = {f: [] for f in families}  # success, steps, step limit
+    outcomes: dict[str, list[tuple[bool, int, bool, bool]]] = {f: [] for f in families}  # success, steps, how ended
     timeouts: dict[tuple[str, int], int] = {}
     obs: list[dict | None] = [None] * len(envs)
 
@@ -91,8 +91,10 @@ def evaluate_policy(
                 timeouts[key] = timeouts.get(key, 0) + info.get("timeout", False)
                 if info.get("timeout") and timeouts[key] < EPISODE_TRIES:
                     queue.appendleft(key)
-                else:  # an episode that keeps timing out counts as a failure
-                    outcomes[info["family"]].append((info["success"], info["steps"], bool(truncated)))
+                else:  # an episode that keeps timing out counts as a failure of its own kind
+                    timed_out = bool(info.get("timeout"))
+                    outcomes[info["family"]].append((info["success"], info["steps"], truncated and not timed_out,
+                                                     timed_out))  # fmt: skip
                     bar.update()
                 if queue:
                     start(i)
@@ -103,10 +105,12 @@ def evaluate_policy(
         env.close()
     return {
         f: {
-            "success": float(np.mean([s for s, _, _ in r])),
-            "mean_steps": float(np.mean([n for _, n, _ in r])),
-            # How the rest failed: out of steps, or (the remainder) ending the episode where the goal is not.
-            "step_limit": float(np.mean([t for _, _, t in r])),
+            "success": float(np.mean([s for s, _, _, _ in r])),
+            "mean_steps": float(np.mean([n for _, n, _, _ in r])),
+            # How the rest failed: out of steps, cut short by simulator timeouts on every try, or (the remainder)
+            # ending the episode where the goal is not.
+            "step_limit": float(np.mean([t for _, _, t, _ in r])),
+            "timeout": float(np.mean([t for _, _, _, t in r])),
             "episodes": len(r),
         }
         for f, r in outcomes.items()
