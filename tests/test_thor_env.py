@@ -572,8 +572,9 @@ def test_evaluation_counts_an_episode_that_keeps_timing_out_as_a_timeout(houses)
     sim = get_simulator("thor", config(houses, max_steps=20, eval_steps=20))
     adapter = ObservationAdapter(sim.tokenizer(8), sim.cameras())
     torch.manual_seed(0)
-    model_config = ModelConfig(d_model=32, layers=1, heads=2, visual_dim=16, goal_dim=16, max_goal_tokens=adapter.tokenizer.max_tokens,
-                               vocab_size=len(adapter.tokenizer), max_context=sim.episode_steps)  # fmt: skip
+    tokens, vocab = adapter.tokenizer.max_tokens, len(adapter.tokenizer)
+    model_config = ModelConfig(d_model=32, layers=1, heads=2, visual_dim=16, goal_dim=16, max_goal_tokens=tokens,
+                               vocab_size=vocab, max_context=sim.episode_steps)  # fmt: skip
     model = ActorCritic(model_config, adapter.camera_shapes, adapter.tokenizer.vocab)
     with torch.no_grad():  # always "m" (MoveAheadQuick)
         model.actor.heads["logits"].weight.zero_()
