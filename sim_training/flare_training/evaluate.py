@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flare_sim import GridhouseConfig, GridhouseEnv
 from flare_training.envs import Simulator, get_simulator
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, to_device
 from flare_training.model import ActorCritic
@@ -48,7 +47,6 @@ def evaluate_policy(
     greedy: bool = False,
     seed: int = 0,
     num_envs: int = 16,
-    config: GridhouseConfig | None = None,
     progress: bool = True,
     sim: Simulator | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -58,10 +56,7 @@ def evaluate_policy(
     sim = sim or get_simulator("gridhouse")
     queue = deque((f, h) for f in families for h in range(episodes))
     count = min(num_envs, len(queue))
-    if sim.thor is None:
-        envs = [GridhouseEnv(config, families, split) for _ in range(count)]
-    else:
-        envs = [sim.make(families, split, index=i) for i in range(count)]
+    envs = [sim.make(families, split, index=i) for i in range(count)]
     cache, _ = model.new_caches(len(envs))
     generator = torch.Generator().manual_seed(seed)
     outcomes: dict[str, list[tuple[bool, int, bool, bool]]] = {f: [] for f in families}  # success, steps, how ended
