@@ -88,10 +88,23 @@ def test_eval_cli_reports_failures_on_the_split_asked_for(tmp_path):
     policy = _random_policy(1)
     ckpt = save_checkpoint(tmp_path / "bc" / "checkpoint.pt", policy.model, policy.adapter, kind="bc")
     out = tmp_path / "eval.json"
-    args = ["eval", str(ckpt), "--episodes", "3", "--families", "objectnav", "--split", "train", "--out", str(out)]
+    args = [
+        "eval",
+        str(ckpt),
+        "--episodes",
+        "3",
+        "--families",
+        "objectnav",
+        "--split",
+        "train",
+        "--out",
+        str(out),
+        "--why",
+    ]
     done = subprocess.run([sys.executable, "-m", "flare_training", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "failed: ended off the goal" in done.stdout
+    assert "objectnav: 3 episodes" in done.stdout  # --why's breakdown
     saved = json.loads(out.read_text())
     assert saved["split"] == "train" and saved["results"]["objectnav"]["episodes"] == 3
     r = saved["results"]["objectnav"]

@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     ev.add_argument("--split", default="eval", choices=("eval", "train"),
                     help="eval: unseen houses; train: houses of the training split (model selection)")  # fmt: skip
+    ev.add_argument("--why", action="store_true",
+                    help="ObjectNav, Pickup (gridhouse): what failed episodes ended at")  # fmt: skip
     ev.add_argument("--out", default="", help="write JSON results here")
     exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint; "
                          "a FLaRe-family run also gets goal_encoder.onnx + tokenizer.json")  # fmt: skip
@@ -176,16 +178,23 @@ def _run(args: argparse.Namespace) -> None:
         from flare_training.checkpoint import load_checkpoint
         from flare_training.envs import simulator_of
         from flare_training.evaluate import evaluate_policy, save_results
+        from flare_training.failures import FailureTally
 
         model, adapter, payload = load_checkpoint(args.checkpoint)
         sim = simulator_of(payload.get("config", {}))
         families = sim.check(tuple(args.families or sim.families))
-        results = evaluate_policy(model, adapter, families, args.episodes, args.split, args.greedy, sim=sim)
+        if args.why and sim.thor is not None:
+            raise SystemExit("eval --why reads the gridhouse's world state; AI2-THOR runs have no such breakdown")
+        tally = FailureTally()
+        results = evaluate_policy(model, adapter, families, args.episodes, args.split, args.greedy, sim=sim,
+                                  on_episode_end=tally if args.why else None)  # fmt: skip
         for family, r in results.items():
             wrong_end = 1 - r["success"] - r["step_limit"] - r["timeout"]
             timeouts = f", simulator timeouts {r['timeout']:6.1%}" if r["timeout"] else ""
             print(f"{family:<20} success {r['success']:6.1%}  mean steps {r['mean_steps']:5.1f}  failed: "
                   f"ended off the goal {wrong_end:6.1%}, out of steps {r['step_limit']:6.1%}{timeouts}")  # fmt: skip
+        if args.why:
+            print("\n".join(tally.lines()))
         if args.out:
             save_results(args.out, results, kind=payload.get("kind"), env_steps=payload.get("env_steps", 0),
                          episodes=args.episodes, greedy=args.greedy, split=args.split)  # fmt: skip

@@ -49,9 +49,11 @@ def evaluate_policy(
     num_envs: int = 16,
     progress: bool = True,
     sim: Simulator | None = None,
+    on_episode_end=None,
 ) -> dict[str, dict[str, float]]:
     """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy.
-    An episode a simulator timeout cut short is played again (AI2-THOR restarts its controller)."""
+    An episode a simulator timeout cut short is played again (AI2-THOR restarts its controller).
+    `on_episode_end(env, info, truncated)` sees each counted episode's env as it ended (`failures.FailureTally`)."""
     model.eval()
     sim = sim or get_simulator("gridhouse")
     queue = deque((f, h) for f in families for h in range(episodes))
@@ -88,6 +90,8 @@ def evaluate_policy(
                     queue.appendleft(key)
                 else:  # an episode that keeps timing out counts as a failure of its own kind
                     timed_out = bool(info.get("timeout"))
+                    if on_episode_end is not None:
+                        on_episode_end(envs[i], info, truncated)
                     outcomes[info["family"]].append((info["success"], info["steps"], truncated and not timed_out,
                                                      timed_out))  # fmt: skip
                     bar.update()

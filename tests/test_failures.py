@@ -1,0 +1,51 @@
+"""`eval --why`'s breakdown of failed gridhouse episodes: grounding (ended at the goal's type in another colour)
+against search (out of steps), read from the world state as the episode ended."""
+
+from minigrid.core.world_object import Ball, Box, Key
+
+from flare_core.actions import action_by_name
+from flare_sim import GridhouseEnv
+from flare_training.failures import OTHER_COLOUR, FailureTally
+
+OBJECTS = {"ball": Ball, "box": Box, "key": Key}
+
+
+def play(env: GridhouseEnv, action: str) -> tuple[dict, bool]:
+    """Repeat one action until the episode ends; the last info and whether it ran out of steps."""
+    while True:
+        _, _, terminated, truncated, info = env.step(action_by_name(action).index)
+        if terminated or truncated:
+            return info, truncated
+
+
+def test_ending_at_the_goals_type_in_another_colour_is_a_grounding_failure():
+    env = GridhouseEnv(None, ("objectnav",), "eval")
+    env.reset(seed=0, options={"family": "objectnav", "house": 0})  # "go to the green ball", nothing ahead
+    desc, level = env.subgoals[-1].desc, env.level
+    assert level.grid.get(*level.front_pos) is None
+    level.grid.set(*level.front_pos, OBJECTS[desc.type]("purple" if desc.color != "purple" else "blue"))
+    tally = FailureTally()
+    tally(env, *play(env, "end"))
+    assert tally.kinds["objectnav"] == {OTHER_COLOUR: 1}
+    assert tally.colours["objectnav"] == {(desc.color, "purple" if desc.color != "purple" else "blue"): 1}
+    assert any("asked -> there: green -> purple 1" in line for line in tally.lines())
+
+
+def test_success_search_and_other_endings_are_told_apart():
+    tally = FailureTally()
+    env = GridhouseEnv(None, ("objectnav",), "eval", expert=True)
+    _, info = env.reset(seed=0, options={"family": "objectnav", "house": 0})
+    while True:  # the expert succeeds
+        _, _, terminated, truncated, info = env.step(info["expert_action"])
+        if terminated or truncated:
+            break
+    tally(env, info, truncated)
+    env.reset(seed=0, options={"family": "objectnav", "house": 0})
+    tally(env, *play(env, "end"))  # facing an empty cell
+    env.reset(seed=0, options={"family": "objectnav", "house": 0})
+    tally(env, *play(env, "l"))  # turning on the spot until the step limit
+    kinds = tally.kinds["objectnav"]
+    assert kinds["success"] == 1 and kinds["ended facing no object"] == 1 and sum(kinds.values()) == 3
+    assert sum(n for k, n in kinds.items() if k.startswith("out of steps")) == 1
+    tally(GridhouseEnv(None, ("fetch",), "eval"), {"family": "fetch", "success": False}, False)
+    assert "fetch" not in tally.kinds  # defined for one-object goals only
