@@ -34,7 +34,7 @@ class FailureTally:
             return "success", None
         if truncated:
             x, y = level.agent_pos
-            distance = min(abs(o.cur_pos[0] - x) + abs(o.cur_pos[1] - y) for o in desc.obj_set if o.cur_pos)
+            distance = min(abs(o.cur_pos[0] - x) + abs(o.cur_pos[1] - y) for o in desc.obj_set if o.cur_pos is not None)
             return ("out of steps, goal within 3 cells" if distance <= 3 else "out of steps, goal farther"), None
         at_hand = level.carrying or level.grid.get(*level.front_pos)
         if at_hand is None or at_hand.type == "wall":
