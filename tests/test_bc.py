@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from flare_core.actions import action_by_name
 from flare_sim import GridhouseEnv
-from flare_training.bc import END, BCConfig, SampledPolicy, collect_demos, train_bc
+from flare_training.bc import END, BCConfig, SampledPolicy, _batch, bc_loss, collect_demos, train_bc, validation
 from flare_training.checkpoint import save_checkpoint
 from flare_training.envs import get_simulator
 from flare_training.evaluate import evaluate_policy
@@ -109,3 +110,13 @@ def test_eval_cli_reports_failures_on_the_split_asked_for(tmp_path):
     assert saved["split"] == "train" and saved["results"]["objectnav"]["episodes"] == 3
     r = saved["results"]["objectnav"]
     assert 0 <= r["step_limit"] <= 1 - r["success"]
+
+
+def test_validation_in_chunks_equals_one_batch():
+    """BC's validation runs a few episodes at a time (memory); weighted by valid steps it is the one-batch loss."""
+    sim, policy = get_simulator("gridhouse"), _random_policy(1)
+    demos = collect_demos(5, 1, ("objectnav", "pickup"), 0, sim)
+    episodes = np.arange(len(demos))
+    whole = bc_loss(policy.model, _batch(demos, episodes, policy.adapter), sim.action_mask)
+    chunked = validation(policy.model, demos, episodes, policy.adapter, sim.action_mask, torch.device("cpu"), chunk=2)
+    assert chunked == pytest.approx((whole[0].item(), whole[1].item()), abs=1e-5)
