@@ -1,6 +1,7 @@
 """`eval --why`'s breakdown of failed gridhouse episodes: grounding (ended at the goal's type in another colour)
 against search (out of steps), read from the world state as the episode ended."""
 
+import numpy as np
 from minigrid.core.world_object import Ball, Box, Key
 
 from flare_core.actions import action_by_name
@@ -49,3 +50,15 @@ def test_success_search_and_other_endings_are_told_apart():
     assert sum(n for k, n in kinds.items() if k.startswith("out of steps")) == 1
     tally(GridhouseEnv(None, ("fetch",), "eval"), {"family": "fetch", "success": False}, False)
     assert "fetch" not in tally.kinds  # defined for one-object goals only
+
+
+def test_running_out_of_steps_holding_the_goal_is_not_a_search_failure():
+    """A held object has no position (minigrid sets (-1, -1) on pickup): not "the goal is far away"."""
+    env = GridhouseEnv(None, ("pickup",), "eval")
+    env.reset(seed=0, options={"family": "pickup", "house": 0})
+    level, goal = env.level, env.subgoals[-1].desc.obj_set[0]
+    level.grid.set(*goal.cur_pos, None)  # what minigrid's pickup does
+    goal.cur_pos, level.carrying = np.array([-1, -1]), goal
+    tally = FailureTally()
+    tally(env, *play(env, "l"))  # holds it, never calls `end`
+    assert tally.kinds["pickup"] == {"out of steps, holding the goal object": 1}

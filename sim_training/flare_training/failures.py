@@ -33,6 +33,8 @@ class FailureTally:
         if info["success"]:
             return "success", None
         if truncated:
+            if any(level.carrying is o for o in desc.obj_set):  # a held object has no position (-1, -1)
+                return "out of steps, holding the goal object", None
             x, y = level.agent_pos
             distance = min(abs(o.cur_pos[0] - x) + abs(o.cur_pos[1] - y) for o in desc.obj_set if o.cur_pos is not None)
             return ("out of steps, goal within 3 cells" if distance <= 3 else "out of steps, goal farther"), None
