@@ -24,7 +24,7 @@ WAIT_S = 3.0  # a delivered e-stop shows on both nodes' status within millisecon
 def state_reached(runner: EpisodeRunner, engaged: bool, events_before: int) -> bool:
     """Both nodes show the new state: the policy's status, and a new e-stop event from the bridge."""
     status = runner.latest_status()
-    events = [e for e in runner.bridge_events if e["event"] in ("estop", "estop_released")]
+    events = runner.bridge_estops()
     policy = status is not None and status.state == ("estopped" if engaged else "idle")
     bridge = len(events) > events_before and events[-1]["event"] == ("estop" if engaged else "estop_released")
     return policy and bridge
@@ -32,7 +32,7 @@ def state_reached(runner: EpisodeRunner, engaged: bool, events_before: int) -> b
 
 def send(runner: EpisodeRunner, engaged: bool, keep_alive_s: float) -> bool:
     """One one-shot publish; True when both nodes got it within WAIT_S."""
-    before = sum(e["event"] in ("estop", "estop_released") for e in runner.bridge_events)
+    before = len(runner.bridge_estops())
     one_shot_estop(engaged, keep_alive_s=keep_alive_s)
     try:
         runner.spin_until(lambda: state_reached(runner, engaged, before), WAIT_S, "the one-shot e-stop")

@@ -89,19 +89,8 @@ def test_eval_cli_reports_failures_on_the_split_asked_for(tmp_path):
     policy = _random_policy(1)
     ckpt = save_checkpoint(tmp_path / "bc" / "checkpoint.pt", policy.model, policy.adapter, kind="bc")
     out = tmp_path / "eval.json"
-    args = [
-        "eval",
-        str(ckpt),
-        "--episodes",
-        "3",
-        "--families",
-        "objectnav",
-        "--split",
-        "train",
-        "--out",
-        str(out),
-        "--why",
-    ]
+    args = ["eval", str(ckpt), "--episodes", "3", "--families", "objectnav", "--split", "train", "--why"]
+    args += ["--out", str(out)]
     done = subprocess.run([sys.executable, "-m", "flare_training", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "failed: ended off the goal" in done.stdout

@@ -15,10 +15,6 @@ from flare_bringup.runner import EpisodeRunner, one_shot_estop
 from flare_core import protocol
 
 
-def bridge_estops(runner) -> list[dict]:
-    return [e for e in runner.bridge_events if e["event"] in ("estop", "estop_released")]
-
-
 def policy_state(runner) -> str:
     status = runner.latest_status()
     return status.state if status else ""
@@ -31,22 +27,22 @@ def test_operator_graph(tmp_path):
     try:
         runner.wait_ready()
         runner.spin_until(lambda: policy_state(runner) == "estopped", 10, "the late-joining policy to be e-stopped")
-        runner.spin_until(lambda: bridge_estops(runner), 10, "the late-joining bridge to be e-stopped")
+        runner.spin_until(runner.bridge_estops, 10, "the late-joining bridge to be e-stopped")
         runner.estop(False)
-        runner.spin_until(lambda: policy_state(runner) == "idle" and bridge_estops(runner)[-1]["event"] ==
+        runner.spin_until(lambda: policy_state(runner) == "idle" and runner.bridge_estops()[-1]["event"] ==
                           "estop_released", 10, "the release")  # fmt: skip
         runner.node.destroy_publisher(runner.estop_pub)  # from here on only one-shot publishers and the service
 
         # 1. One-shot e-stop publishes reach both nodes, 20 of 20.
         reached = 0
         for _ in range(20):
-            before = len(bridge_estops(runner))
+            before = len(runner.bridge_estops())
             one_shot_estop(True)
-            runner.spin_until(lambda b=before: len(bridge_estops(runner)) > b and policy_state(runner) == "estopped",
+            runner.spin_until(lambda b=before: len(runner.bridge_estops()) > b and policy_state(runner) == "estopped",
                               5, "the one-shot e-stop")  # fmt: skip
-            reached += bridge_estops(runner)[-1]["event"] == "estop"
+            reached += runner.bridge_estops()[-1]["event"] == "estop"
             one_shot_estop(False)
-            runner.spin_until(lambda: policy_state(runner) == "idle" and bridge_estops(runner)[-1]["event"] ==
+            runner.spin_until(lambda: policy_state(runner) == "idle" and runner.bridge_estops()[-1]["event"] ==
                               "estop_released", 5, "the one-shot release")  # fmt: skip
         assert reached == 20
         plain = runner.node.create_publisher(Bool, protocol.ESTOP, 10)  # volatile, as a plain `ros2 topic pub`

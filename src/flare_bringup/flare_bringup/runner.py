@@ -151,6 +151,10 @@ class EpisodeRunner:
     def estop(self, engaged: bool) -> None:
         self.estop_pub.publish(Bool(data=engaged))
 
+    def bridge_estops(self) -> list[dict]:
+        """The bridge's e-stop events so far (engaged and released), oldest first."""
+        return [e for e in self.bridge_events if e["event"] in ("estop", "estop_released")]
+
     def latest_status(self, episode: int | None = None) -> protocol.PolicyStatus | None:
         for s in reversed(self.statuses):
             if episode is None or s.episode == episode:
