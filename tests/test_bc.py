@@ -106,6 +106,49 @@ def test_validation_in_chunks_equals_one_batch():
     sim, policy = get_simulator("gridhouse"), _random_policy(1)
     demos = collect_demos(5, 1, ("objectnav", "pickup"), 0, sim)
     episodes = np.arange(len(demos))
-    whole = bc_loss(policy.model, _batch(demos, episodes, policy.adapter), sim.action_mask)
+    loss, metrics = bc_loss(policy.model, _batch(demos, episodes, policy.adapter), sim.action_mask)
     chunked = validation(policy.model, demos, episodes, policy.adapter, sim.action_mask, torch.device("cpu"), chunk=2)
-    assert chunked == pytest.approx((whole[0].item(), whole[1].item()), abs=1e-5)
+    assert chunked == pytest.approx({"loss": loss.item(), "accuracy": metrics["accuracy"].item()}, abs=1e-5)
+
+
+def test_goal_cell_heads_learn_the_labels_demos_carry():
+    """Demonstrations carry the view's goal cells; each camera's head is trained on its own cells of them (the
+    manipulation camera's 3 x 3 of the 7 x 7) and its loss falls when BC trains on a batch."""
+    sim = get_simulator("gridhouse")
+    demos = collect_demos(6, 1, ("objectnav", "pickup"), 0, sim)
+    assert demos.has_goal_cells and demos.goal_cells.shape == (len(demos.action), 7, 7)
+    adapter = ObservationAdapter(gridhouse_tokenizer(TINY.max_goal_tokens), gridhouse_cameras())
+    torch.manual_seed(0)
+    config = ModelConfig(
+        **{**TINY.__dict__, "vocab_size": len(adapter.tokenizer), "fusion": "film", "goal_cells": True}
+    )
+    model = ActorCritic(config, adapter.camera_shapes, adapter.tokenizer.vocab)
+    batch = _batch(demos, np.arange(len(demos)), adapter)
+    cells = batch["goal_cells"]
+    assert cells["nav"].shape[-1] == 49 and cells["manip"].shape[-1] == 9
+    np.testing.assert_array_equal(cells["manip"][..., :3], cells["nav"][..., 30:33])  # view row 4, cols 2-4
+    assert cells["nav"][batch["valid"]].sum() > 0
+    _, before = bc_loss(model, batch, sim.action_mask)  # coefficient 0: the heads are scored, not trained
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, metrics = bc_loss(model, batch, sim.action_mask, goal_cell_coef=1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(metrics["goal_cell_loss"].item())
+    assert losses[-1] < 0.3 * losses[0]
+    _, after = bc_loss(model, batch, sim.action_mask)
+    assert after["goal_cells_right"] > before["goal_cells_right"] + 0.2
+
+
+def test_goal_cell_model_refuses_demonstrations_without_labels(tmp_path):
+    sim = get_simulator("gridhouse")
+    demos = collect_demos(3, 1, ("objectnav",), 0, sim)
+    demos.goal_cells = np.zeros((len(demos.action), 0), dtype=bool)  # as collected from AI2-THOR, or before
+    (tmp_path / "run").mkdir()
+    demos.save(tmp_path / "run" / "demos.npz")
+    model = ModelConfig(**{**TINY.__dict__, "fusion": "film", "goal_cells": True})
+    config = BCConfig(out=str(tmp_path / "run"), demos=3, workers=1, epochs=1, eval_episodes=0, model=model)
+    with pytest.raises(ValueError, match="--model-goal-cells needs demonstrations labelled"):
+        train_bc(config)

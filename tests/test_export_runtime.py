@@ -44,13 +44,22 @@ def _frames(obs):
 
 @pytest.mark.parametrize("layout", ["concat", "shared"])
 def test_onnx_matches_torch_over_whole_episodes(exported, exported_in_place, layout):
-    ckpt, model_dir = exported if layout == "concat" else exported_in_place
+    _assert_parity(*(exported if layout == "concat" else exported_in_place), episodes=4)
+
+
+def test_a_film_model_with_goal_cell_heads_exports_with_parity(tmp_path):
+    """The heads' per-cell logits are part of the step token: the graph must compute them as torch does."""
+    ckpt = _checkpoint(tmp_path / "run", fusion="film", goal_cells=True)
+    _assert_parity(ckpt, export_policy(ckpt, tmp_path / "model"), episodes=2)
+
+
+def _assert_parity(ckpt, model_dir, episodes):
     model, adapter, _ = load_checkpoint(ckpt)
     model.eval()
     policy = OnnxPolicy(model_dir, greedy=True)
     env = GridhouseEnv(families=tuple(FAMILIES), split="eval", expert=True)
     steps = 0
-    for episode in range(4):
+    for episode in range(episodes):
         obs, info = env.reset(seed=episode, options={"house": episode})
         cache, _ = model.new_caches(1)
         policy.reset(obs["goal"])
@@ -69,7 +78,7 @@ def test_onnx_matches_torch_over_whole_episodes(exported, exported_in_place, lay
             obs, _, terminated, truncated, info = env.step(info["expert_action"])
             done = terminated or truncated
             steps += 1
-    assert steps > 20
+    assert steps > 5 * episodes
 
 
 def test_card_records_what_a_loader_checks(exported):

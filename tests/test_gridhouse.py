@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
 from flare_core import NO_PREVIOUS_ACTION, MaskedActionError, UnknownActionError, action_by_name
@@ -14,6 +15,8 @@ from flare_sim import (
     GridhouseEnv,
     make_vector_env,
 )
+from flare_sim.cameras import AGENT_X, AGENT_Y
+from flare_sim.tasks import FastObjDesc, named_cells, target
 
 END, SUB_DONE = action_by_name("end").index, action_by_name("sub_done").index
 
@@ -288,3 +291,48 @@ def test_fast_object_descriptions_match_babyai():
                 assert ours.find_matching_objs(level, use_location=False) == theirs.find_matching_objs(
                     level, use_location=False
                 )
+
+
+def test_goal_cells_name_the_goal_objects_type_and_colour_only():
+    """BC's goal-cell labels: an object of the goal's type and colour; not its type in another colour, not
+    another type in its colour; a colour-only goal matches any object of that colour, never a door or wall."""
+    view = np.zeros((7, 7, 3), dtype=np.uint8)  # minigrid [x, y, (type, colour, state)]
+    view[..., 0] = OBJECT_TO_IDX["empty"]
+    purple, blue, red = (COLOR_TO_IDX[c] for c in ("purple", "blue", "red"))
+    view[1, 2] = OBJECT_TO_IDX["ball"], purple, 0
+    view[3, 4] = OBJECT_TO_IDX["ball"], blue, 0
+    view[5, 0] = OBJECT_TO_IDX["key"], purple, 0
+    view[6, 6] = OBJECT_TO_IDX["door"], purple, 0
+    view[0, 0] = OBJECT_TO_IDX["box"], red, 0
+    cells = named_cells(view, FastObjDesc("ball", "purple"))
+    assert cells.shape == (7, 7) and np.argwhere(cells).tolist() == [[2, 1]]  # [row = y, col = x]
+    assert np.argwhere(named_cells(view, FastObjDesc(None, "purple"))).tolist() == [[0, 5], [2, 1]]
+    assert np.argwhere(named_cells(view, FastObjDesc("ball", None))).tolist() == [[2, 1], [4, 3]]
+
+
+@pytest.mark.parametrize("family", ["objectnav", "pickup", "fetch"])
+def test_goal_cells_follow_the_expert_to_the_goal(family):
+    """With the expert on, every step's info says which view cells show the object the goal sends the agent to:
+    when the goal is satisfied the object is right ahead (ObjectNav), held in the agent's own cell (Pickup);
+    for Fetch, the object to move until it is held, then the object to put it next to."""
+    env = GridhouseEnv(families=(family,), split="eval", expert=True)
+    obs, info = env.reset(seed=3, options={"house": 3})
+    seen, seen_while_holding = [], []
+    while info["expert_action"] != END:
+        assert info["goal_cells"].shape == (7, 7) and info["goal_cells"].dtype == bool
+        seen.append(info["goal_cells"].any())
+        if family == "fetch":
+            goal = env.subgoals[0]
+            desc = goal.desc_fixed if obs["holding"] else goal.desc_move
+            assert target(env.level, goal) is desc
+            if obs["holding"]:
+                seen_while_holding.append(info["goal_cells"].any())
+        obs, _, _, _, info = env.step(info["expert_action"])
+    ahead, own = (AGENT_Y - 1, AGENT_X), (AGENT_Y, AGENT_X)
+    if family == "objectnav":
+        assert info["goal_cells"][ahead]
+    elif family == "pickup":
+        assert info["goal_cells"][own] and obs["holding"] == 1
+    else:  # the object to put down next to was in view while carrying
+        assert any(seen_while_holding)
+    assert any(seen) and not all(seen)  # the goal is out of view at times, in view at others

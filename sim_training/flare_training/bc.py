@@ -21,6 +21,7 @@ from tqdm import tqdm
 from flare_core.actions import action_by_name
 from flare_core.preprocessing import PreprocessConfig, resample
 from flare_sim import CAMERA_KEYS
+from flare_sim.cameras import CAMERA_VIEW_CELLS
 from flare_training import distributed
 from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from flare_training.distributed import GradientSync
@@ -31,6 +32,7 @@ from flare_training.model import ActorCritic, ModelConfig
 from flare_training.thor.controller import ThorConfig
 
 _FIELDS = ("nav_rgb", "manip_rgb", "prev_action", "holding")
+_LABELS = ("action", "goal_cells")  # from the expert's info
 END = action_by_name("end").index
 DAGGER_ENVS = 16  # envs a DAgger round's policy plays at once (one batched step for all of them)
 
@@ -54,6 +56,9 @@ class BCConfig:
     dagger_rounds: int = 0  # DAgger rounds after the BC epochs (0: plain BC)
     dagger_episodes: int = 2000  # per round: training episodes the policy plays (sampling), the expert labelling
     dagger_epochs: int = 2  # per round: epochs over everything labelled so far
+    # Weight of the goal-cell loss (binary cross-entropy of the model's per-cell "this shows the goal's object"
+    # logits against the simulator's labels) beside the action loss; used when the model has --model-goal-cells
+    goal_cell_coef: float = 1.0
     seed: int = 0
     device: str = "cpu"  # where the network trains: cpu, or cuda (each torchrun rank its local rank's GPU, nccl)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -70,6 +75,7 @@ class Demos:
     prev_action: np.ndarray
     holding: np.ndarray
     action: np.ndarray
+    goal_cells: np.ndarray  # per step, the view's cells that show the goal's object ([steps, 0] where unknown)
     starts: np.ndarray  # episode i spans starts[i]:starts[i+1]
 
     def __len__(self) -> int:
@@ -81,11 +87,11 @@ class Demos:
     def first(self, n: int) -> Demos:
         """The first n episodes (every rank of a DD run must train on as many)."""
         end = int(self.starts[n])
-        steps = {k: getattr(self, k)[:end] for k in (*_FIELDS, "action")}
+        steps = {k: getattr(self, k)[:end] for k in (*_FIELDS, *_LABELS)}
         return Demos(goal=self.goal[:n], starts=self.starts[: n + 1], **steps)
 
     def __add__(self, other: Demos) -> Demos:
-        steps = {k: np.concatenate([getattr(self, k), getattr(other, k)]) for k in (*_FIELDS, "action")}
+        steps = {k: np.concatenate([getattr(self, k), getattr(other, k)]) for k in (*_FIELDS, *_LABELS)}
         starts = np.concatenate([self.starts, self.starts[-1] + other.starts[1:]])
         return Demos(goal=np.concatenate([self.goal, other.goal]), starts=starts, **steps)
 
@@ -95,7 +101,13 @@ class Demos:
     @classmethod
     def load(cls, path: Path) -> Demos:
         with np.load(path) as data:
-            return cls(**{k: data[k] for k in data.files})
+            arrays = {k: data[k] for k in data.files}
+        arrays.setdefault("goal_cells", np.zeros((len(arrays["action"]), 0), dtype=bool))  # collected without them
+        return cls(**arrays)
+
+    @property
+    def has_goal_cells(self) -> bool:
+        return self.goal_cells.ndim == 3 and self.goal_cells.shape[1] > 0
 
 
 class SampledPolicy:
@@ -127,9 +139,9 @@ def collect_demos(
     shrink = {CAMERA_KEYS[c.name]: c.preprocessing for c in cameras if _idempotent(c.preprocessing)}
     num_envs = num_envs or workers
     envs = sim.vector(num_envs, families, "train", expert=True, workers=workers)
-    steps: dict[str, list] = {k: [] for k in (*_FIELDS, "action")}
+    steps: dict[str, list] = {k: [] for k in (*_FIELDS, *_LABELS)}
     goals, starts = [], [0]
-    current = [{k: [] for k in (*_FIELDS, "action")} for _ in range(num_envs)]
+    current = [{k: [] for k in (*_FIELDS, *_LABELS)} for _ in range(num_envs)]
     current_goal = [""] * num_envs
     try:
         obs, info = envs.reset(seed=seed)
@@ -137,10 +149,12 @@ def collect_demos(
         with tqdm(total=count, desc="demos" if policy is None else "dagger", unit="ep") as bar:
             while len(goals) < count:
                 labels = np.asarray(info["expert_action"])
+                cells = info.get("goal_cells", np.zeros((num_envs, 0), dtype=bool))  # AI2-THOR has none
                 for i in range(num_envs):
                     for k in _FIELDS:
                         current[i][k].append(resample(obs[k][i], shrink[k], k) if k in shrink else obs[k][i])
                     current[i]["action"].append(labels[i])
+                    current[i]["goal_cells"].append(cells[i])
                 acting = labels if policy is None else policy(obs)
                 # An expert without an action (never seen in testing) ends its episode, which is then dropped.
                 obs, _, terminated, truncated, info = envs.step(np.where(labels < 0, END, acting))
@@ -181,7 +195,7 @@ def _batch(demos: Demos, episodes: np.ndarray, adapter: ObservationAdapter) -> d
     flat = index.reshape(-1)
     frames = adapter.frames({"nav_rgb": demos.nav_rgb[flat], "manip_rgb": demos.manip_rgb[flat]})
     goals = adapter.goals([demos.goal[i] for i in episodes])
-    return {
+    batch = {
         "frames": {k: v.reshape(b, t, *v.shape[1:]) for k, v in frames.items()},
         "goal": goals[:, None].expand(b, t, -1),
         "prev_action": torch.from_numpy(demos.prev_action[index]),
@@ -191,31 +205,51 @@ def _batch(demos: Demos, episodes: np.ndarray, adapter: ObservationAdapter) -> d
         "action": torch.from_numpy(demos.action[index]),
         "valid": torch.from_numpy(valid),
     }
+    if demos.has_goal_cells:
+        cells = torch.from_numpy(demos.goal_cells[index])  # [b, t, rows, cols]
+        batch["goal_cells"] = {cam: cells[..., r, c].flatten(-2).float() for cam, (r, c) in CAMERA_VIEW_CELLS.items()}
+    return batch
 
 
-def bc_loss(model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of the logits, under the embodiment's mask, against the expert's actions; also accuracy."""
+def bc_loss(
+    model: ActorCritic, batch: dict, mask: torch.Tensor = ACTION_MASK, goal_cell_coef: float = 0.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy of the logits, under the embodiment's mask, against the expert's actions, plus (a model
+    with goal-cell heads) `goal_cell_coef` x the heads' binary cross-entropy against the labels. Also the
+    action accuracy and the share of steps whose cells the heads all call right."""
     batch = {**batch, "visual": model.visual(batch["frames"])}
     logits = model.actor.sequence(batch)["logits"]
     logits = logits.masked_fill(~mask, float("-inf"))
     valid = batch["valid"]
     loss = F.cross_entropy(logits[valid], batch["action"][valid])
-    accuracy = (logits[valid].argmax(-1) == batch["action"][valid]).float().mean()
-    return loss, accuracy
+    metrics = {"accuracy": (logits[valid].argmax(-1) == batch["action"][valid]).float().mean()}
+    heads = model.actor.tokens.cell_heads
+    if len(heads):
+        predicted = model.actor.tokens.goal_cells(batch["visual"], batch["goal"])
+        labels = {cam: batch["goal_cells"][cam][valid] for cam in heads}
+        cell_loss = sum(F.binary_cross_entropy_with_logits(predicted[c][valid], labels[c]) for c in heads)
+        loss = loss + goal_cell_coef * cell_loss
+        right = torch.stack([((predicted[c][valid] > 0) == labels[c].bool()).all(-1) for c in heads]).all(0)
+        metrics.update(goal_cell_loss=cell_loss.detach(), goal_cells_right=right.float().mean())
+    return loss, metrics
 
 
 @torch.no_grad()
 def validation(model: ActorCritic, demos: Demos, episodes: np.ndarray, adapter: ObservationAdapter,
-               mask: torch.Tensor, device: torch.device, chunk: int = 64) -> tuple[float, float]:  # fmt: skip
-    """`bc_loss` over the held-back episodes, weighted by valid steps, `chunk` episodes at a time: the whole
-    validation set in one batch outgrows memory (3,000 episodes of 30,000 demonstrations did)."""
-    loss_sum = correct = steps = 0.0
+               mask: torch.Tensor, device: torch.device, chunk: int = 64,
+               goal_cell_coef: float = 0.0) -> dict[str, float]:  # fmt: skip
+    """`bc_loss` and its metrics over the held-back episodes, weighted by valid steps, `chunk` episodes at a
+    time: the whole validation set in one batch outgrows memory (3,000 episodes of 30,000 demonstrations did)."""
+    sums: dict[str, float] = {}
+    steps = 0.0
     for i in range(0, len(episodes), chunk):
         batch = to_device(_batch(demos, episodes[i : i + chunk], adapter), device)
-        loss, accuracy = bc_loss(model, batch, mask)
+        loss, metrics = bc_loss(model, batch, mask, goal_cell_coef)
         n = float(batch["valid"].sum())
-        loss_sum, correct, steps = loss_sum + loss.item() * n, correct + accuracy.item() * n, steps + n
-    return loss_sum / steps, correct / steps
+        for k, v in {"loss": loss, **metrics}.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * n
+        steps += n
+    return {k: v / steps for k, v in sums.items()}
 
 
 def train_bc(config: BCConfig) -> Path:
@@ -246,6 +280,10 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
         demos.save(demo_path)
     print(f"{len(demos)} episodes, {len(demos.action)} steps (mean {len(demos.action) / len(demos):.1f} per episode)")
 
+    if config.model.goal_cells and not demos.has_goal_cells:
+        raise ValueError(f"--model-goal-cells needs demonstrations labelled with the goal's cells: {demo_path} has "
+                         "none (collected before they existed, or from a simulator without them: only gridhouse "
+                         "gives them); move it away to collect new ones, or leave out --model-goal-cells")  # fmt: skip
     adapter = ObservationAdapter(sim.tokenizer(config.model.max_goal_tokens), cameras)
     inputs = {"vocab_size": len(adapter.tokenizer), "max_goal_tokens": adapter.tokenizer.max_tokens,
               "max_context": max(config.model.max_context, sim.episode_steps)}  # fmt: skip
@@ -268,7 +306,7 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     order = rng.permutation(len(demos))
     n_val = max(1, int(len(demos) * config.validation_fraction))
-    val, train = order[:n_val], order[n_val:]
+    val_episodes, train = order[:n_val], order[n_val:]
     writer = SummaryWriter(out / "tb") if ranks.main else None
     history = []
     start = time.perf_counter()
@@ -284,7 +322,7 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
             for episodes in tqdm(batches, desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False,
                                  disable=not ranks.main):  # fmt: skip
                 batch = to_device(_batch(demos, episodes, adapter), ranks.device)
-                loss, _ = bc_loss(model, batch, mask)
+                loss, _ = bc_loss(model, batch, mask, config.goal_cell_coef)
                 optimizer.zero_grad()
                 loss.backward()
                 steps = float(batch["valid"].sum())  # the loss is a mean over valid steps: weigh ranks by them
@@ -293,9 +331,11 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
                 optimizer.step()
                 losses.append(loss.item())
             model.eval()
-            val_loss, val_acc = validation(model, demos, val, adapter, mask, ranks.device)
+            scores = validation(
+                model, demos, val_episodes, adapter, mask, ranks.device, goal_cell_coef=config.goal_cell_coef
+            )
             row = {"epoch": epoch, "dagger_round": round_, "episodes": len(train), "train_loss": float(np.mean(losses)),
-                   "val_loss": val_loss, "val_acc": val_acc,
+                   **{f"val_{k}": v for k, v in scores.items()},
                    "param_spread": distributed.param_spread(params, ranks)}  # fmt: skip
             history.append(row)
             if not ranks.main:
@@ -304,7 +344,8 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
                 if k != "epoch":
                     writer.add_scalar(f"bc/{k}", v, epoch)
             losses_text = f"train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}"
-            print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_acc']:.1%}")
+            cells = f"  goal cells right {row['val_goal_cells_right']:.1%}" if "val_goal_cells_right" in row else ""
+            print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_accuracy']:.1%}{cells}")
             save_checkpoint(out / CHECKPOINT_NAME, model, adapter, kind="bc", epoch=epoch, env_steps=0,
                             history=history, config=asdict(config))  # fmt: skip
 

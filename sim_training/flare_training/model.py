@@ -46,6 +46,9 @@ class ModelConfig:
     # instructions) and flattened into the step token, so "which object where" survives; it needs a
     # pretrained perception encoder (`flare_training perception`) and costs ~20 % PPO throughput.
     fusion: str = "pooled"
+    # FiLM only: a per-cell head on the goal-modulated feature maps says which cells show the object the goal
+    # names; its logits join the step token, and BC trains it on the simulator's labels (`--goal-cell-coef`).
+    goal_cells: bool = False
     shared_critic: bool = False  # FLaRe: False (the critic is a separate copy of the network)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,8 @@ class ModelConfig:
             raise ValueError(f"fusion must be 'film' or 'pooled', got {self.fusion!r}")
         if self.fusion == "film" and self.visual != "cnn":
             raise ValueError("fusion='film' needs the CNN's feature maps; use fusion='pooled' with visual='dinov2'")
+        if self.goal_cells and self.fusion != "film":
+            raise ValueError("goal_cells reads the FiLM-modulated feature maps: it needs fusion='film'")
         if self.goal_encoder not in ("words", "t5"):
             raise ValueError(f"goal_encoder must be 'words' or 't5', got {self.goal_encoder!r}")
         if self.goal_encoder == "t5" and not self.t5_path:
@@ -358,6 +363,11 @@ class StepTokens(nn.Module):
         self.config = config
         self.maps = dict(maps or {})  # film: camera -> (channels, cells)
         self.film = nn.ModuleDict({n: nn.Linear(config.goal_dim, 2 * c) for n, (c, _) in self.maps.items()})
+        cell_heads = {
+            n: nn.Sequential(nn.Conv1d(c, 32, 1), nn.ReLU(), nn.Conv1d(32, 1, 1)) for n, (c, _) in self.maps.items()
+        }
+        self.cell_heads = nn.ModuleDict(cell_heads if config.goal_cells else {})
+        visual_dim += sum(cells for _, cells in self.maps.values()) if config.goal_cells else 0
         self.goal = (
             T5GoalEncoder(config.t5_path, vocab, config.goal_dim)
             if config.goal_encoder == "t5"
@@ -372,19 +382,34 @@ class StepTokens(nn.Module):
         """Per-step inputs [B, T, ...] -> tokens [B, T, d_model]."""
         goal = self.goal(goal_tokens)
         if self.maps:
-            visual = self.condition(visual, goal)
+            maps = self.condition(visual, goal)
+            visual = torch.cat([m.flatten(-2) for m in maps.values()] + self.goal_cell_logits(maps), dim=-1)
         x = torch.cat([visual, goal, self.prev_action(prev_action), self.holding(holding)], dim=-1)
         return self.fuse(x) + self.time(step.clamp(max=self.config.max_context - 1))
 
-    def condition(self, visual: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """FiLM: each camera's feature map scaled and shifted per channel by the goal, then flattened."""
-        out, start = [], 0
+    def condition(self, visual: torch.Tensor, goal: torch.Tensor) -> dict[str, torch.Tensor]:
+        """FiLM: each camera's feature map [..., channels, cells] scaled and shifted per channel by the goal."""
+        out, start = {}, 0
         for name, (channels, cells) in self.maps.items():
             fmap = visual[..., start : start + channels * cells].unflatten(-1, (channels, cells))
             gamma, beta = self.film[name](goal).unsqueeze(-1).chunk(2, dim=-2)
-            out.append(torch.relu(fmap * (1 + gamma) + beta).flatten(-2))
+            out[name] = torch.relu(fmap * (1 + gamma) + beta)
             start += channels * cells
-        return torch.cat(out, dim=-1)
+        return out
+
+    def goal_cell_logits(self, maps: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Per camera with a cell head, [..., cells]: how strongly each cell shows the goal's object (none
+        without `goal_cells`)."""
+        out = []
+        for name, head in self.cell_heads.items():
+            fmap = maps[name]
+            out.append(head(fmap.reshape(-1, *fmap.shape[-2:])).reshape(fmap.shape[:-2] + fmap.shape[-1:]))
+        return out
+
+    def goal_cells(self, visual: torch.Tensor, goal_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The cell heads' logits per camera, [..., cells], for the goal-cell loss."""
+        maps = self.condition(visual, self.goal(goal_tokens))
+        return dict(zip(self.cell_heads, self.goal_cell_logits(maps), strict=True))
 
 
 class KVCache:

@@ -20,6 +20,8 @@ VIEW = 7  # minigrid's agent view size
 AGENT_X, AGENT_Y = VIEW // 2, VIEW - 1  # where the agent sits in its own view
 # The manipulation camera's cells, as [rows, cols] of the view: the agent's row and two ahead, one each side.
 MANIP_CELLS = (slice(AGENT_Y - 2, AGENT_Y + 1), slice(AGENT_X - 1, AGENT_X + 2))
+# Each camera's cells of the view, [rows, cols], in the order its frame draws them.
+CAMERA_VIEW_CELLS = {"nav": (slice(None), slice(None)), "manip": MANIP_CELLS}
 _N_TYPES, _N_COLORS, _N_STATES = len(OBJECT_TO_IDX), len(COLOR_TO_IDX), len(STATE_TO_IDX)
 _UNSEEN_RGB = (40, 40, 40)
 

@@ -23,7 +23,7 @@ from flare_sim.cameras import VIEW, manipulation_frame, navigation_frame
 from flare_sim.config import SPLITS, GridhouseConfig
 from flare_sim.expert import ShortestPathExpert
 from flare_sim.house import HouseLevel
-from flare_sim.tasks import FAMILIES, TRAIN_FAMILIES, get_family, satisfied, subgoals
+from flare_sim.tasks import FAMILIES, TRAIN_FAMILIES, get_family, named_cells, satisfied, subgoals, target
 
 # Which observation key carries which camera (the names model cards and ROS topics use).
 CAMERA_KEYS = {"nav": "nav_rgb", "manip": "manip_rgb"}
@@ -44,7 +44,8 @@ class GridhouseEnv(gym.Env):
         families: task families to draw from (default: the training families).
         split: "train" or "eval"; the two draw from disjoint house-seed ranges.
         expert: when True, `info["expert_action"]` holds the shortest-path expert's next action
-            (-1 where the expert has none), for imitation and DAgger-style labelling.
+            (-1 where the expert has none), for imitation and DAgger-style labelling, and
+            `info["goal_cells"]` which cells of the view show the object the goal names now (`goal_cells`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -113,6 +114,7 @@ class GridhouseEnv(gym.Env):
         if self._expert is not None:
             self._expert.start(self.level, self.subgoals)
             info["expert_action"] = self._expert.act(self.subgoal_index, None)
+            info["goal_cells"] = self.goal_cells()
         return self._observation(), info
 
     def step(self, action):
@@ -142,12 +144,19 @@ class GridhouseEnv(gym.Env):
         info["success"] = success
         if self._expert is not None:
             info["expert_action"] = -1 if self._done else self._expert.act(self.subgoal_index, spec.name)
+            info["goal_cells"] = self.goal_cells()
         return self._observation(), reward, terminated, truncated, info
 
     # -- state ---------------------------------------------------------------------------------------
     def goal_satisfied(self) -> bool:
         """Whether the current sub-goal is satisfied right now (calling `end` would succeed on the last)."""
         return satisfied(self.level, self.subgoals[self.subgoal_index])
+
+    def goal_cells(self) -> np.ndarray:
+        """[7, 7] bool, laid out as the navigation frame: the cells that show an object of the type and colour
+        the current sub-goal names. Privileged like the expert (the simulator's own grid): labels for learning
+        to see the goal (BC's goal-cell loss), never a policy input."""
+        return named_cells(self._view, target(self.level, self.subgoals[self.subgoal_index]))
 
     def _observation(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
+import numpy as np
+from minigrid.core.constants import COLOR_NAMES, COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX
 from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 from minigrid.envs.babyai.core.verifier import (
@@ -206,3 +207,26 @@ def satisfied(level: HouseLevel, goal: ActionInstr) -> bool:
             if f is not m and level.carrying is not f
         )
     raise TypeError(f"no success predicate for {type(goal).__name__}")
+
+
+_MOVABLE = [OBJECT_TO_IDX[t] for t in ("key", "ball", "box")]  # what "an object" can be
+
+
+def target(level: HouseLevel, goal: ActionInstr) -> ObjDesc:
+    """The object description a sub-goal sends the agent to now: Fetch's object to move until it is held, then
+    the object to put it next to."""
+    if isinstance(goal, PutNextInstr):
+        held = any(level.carrying is o for o in goal.desc_move.obj_set)
+        return goal.desc_fixed if held else goal.desc_move
+    return goal.desc
+
+
+def named_cells(view: np.ndarray, desc: ObjDesc) -> np.ndarray:
+    """Which cells of an agent view (minigrid's [x, y, (type, colour, state)] encoding) show an object of the
+    description's type and colour, laid out [row, col] as the frames draw them. Where it is (`loc`) is not
+    read: the words name what the object looks like."""
+    kinds, colours = view[..., 0], view[..., 1]
+    match = np.isin(kinds, _MOVABLE) if desc.type is None else kinds == OBJECT_TO_IDX[desc.type]
+    if desc.color is not None:
+        match &= colours == COLOR_TO_IDX[desc.color]
+    return match.T

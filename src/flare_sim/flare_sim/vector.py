@@ -259,4 +259,4 @@ def _merge_info(parts: tuple[dict, ...], sizes: list[int]) -> dict:
 
 
 def _blank(like: np.ndarray, n: int) -> np.ndarray:
-    return np.full(n, None) if like.dtype == object else np.zeros(n, dtype=like.dtype)
+    return np.full(n, None) if like.dtype == object else np.zeros((n, *like.shape[1:]), dtype=like.dtype)
