@@ -227,11 +227,17 @@ def bc_loss(
     if len(heads):
         predicted = model.actor.tokens.goal_cells(batch["visual"], batch["goal"])
         labels = {cam: batch["goal_cells"][cam][valid] for cam in heads}
-        cell_loss = sum(F.binary_cross_entropy_with_logits(predicted[c][valid], labels[c]) for c in heads)
+        # summed over a step's cells (a mean over ~60 cells, nearly all negative, barely moves the heads)
+        cell_loss = sum(_cell_bce(predicted[c][valid], labels[c]) for c in heads)
         loss = loss + goal_cell_coef * cell_loss
         right = torch.stack([((predicted[c][valid] > 0) == labels[c].bool()).all(-1) for c in heads]).all(0)
         metrics.update(goal_cell_loss=cell_loss.detach(), goal_cells_right=right.float().mean())
     return loss, metrics
+
+
+def _cell_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[steps, cells] -> binary cross-entropy summed over cells, averaged over steps."""
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(-1).mean()
 
 
 @torch.no_grad()
