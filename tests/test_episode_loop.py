@@ -10,6 +10,7 @@ from flare_core.images import RawImage, decode_rgb, encode_rgb
 from flare_core.preprocessing import FrameError
 from flare_core.protocol import ActionCommand, ActionDone, ProtocolError, Result
 from flare_core.runtime import OnnxPolicy
+from flare_sim import GridhouseEnv
 
 MODEL = "models/gridhouse_demo"
 S = 1_000_000_000  # ns per second
@@ -21,9 +22,14 @@ def loop():
     return PolicyLoop(policy, ["nav", "manip"], LoopConfig(step_limit=3, camera_timeout_s=1.0, action_timeout_s=5.0))
 
 
-def frames(loop, stamp_ns, now, value=100):
-    loop.on_frame("nav", np.full((56, 56, 3), value, np.uint8), stamp_ns, now)
-    loop.on_frame("manip", np.full((24, 24, 3), value, np.uint8), stamp_ns, now)
+# What the cameras show: an unseen house's first view (a uniform grey frame is nothing the policy was trained
+# on, and the demo model calls `end` on it).
+VIEW, _ = GridhouseEnv(families=("objectnav",), split="eval").reset(seed=0, options={"house": 0})
+
+
+def frames(loop, stamp_ns, now):
+    loop.on_frame("nav", VIEW["nav_rgb"], stamp_ns, now)
+    loop.on_frame("manip", VIEW["manip_rgb"], stamp_ns, now)
 
 
 def test_decides_only_on_frames_taken_after_the_motion(loop):
@@ -34,6 +40,7 @@ def test_decides_only_on_frames_taken_after_the_motion(loop):
     command = loop.tick(1.3, 3 * S)
     assert command is not None and loop.state == State.ACTING and command.episode == 1 and command.step == 0
     assert loop.tick(1.4, 3 * S) is None  # one action in flight at a time
+    assert command.action != "end", "this test needs a motion first: frames on which the model moves"
     loop.on_done(ActionDone(command.id, command.action, Result.DONE, stamp_ns=5 * S), now=1.5)
     frames(loop, 4 * S, now=1.6)  # taken during the motion
     assert loop.tick(1.6, 5 * S) is None
