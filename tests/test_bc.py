@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,7 +11,17 @@ import torch
 
 from flare_core.actions import action_by_name
 from flare_sim import GridhouseEnv
-from flare_training.bc import END, BCConfig, SampledPolicy, _batch, bc_loss, collect_demos, train_bc, validation
+from flare_training.bc import (
+    END,
+    BCConfig,
+    Demos,
+    SampledPolicy,
+    _batch,
+    bc_loss,
+    collect_demos,
+    train_bc,
+    validation,
+)
 from flare_training.checkpoint import save_checkpoint
 from flare_training.envs import get_simulator
 from flare_training.evaluate import evaluate_policy
@@ -145,10 +156,21 @@ def test_goal_cell_heads_learn_the_labels_demos_carry():
 def test_goal_cell_model_refuses_demonstrations_without_labels(tmp_path):
     sim = get_simulator("gridhouse")
     demos = collect_demos(3, 1, ("objectnav",), 0, sim)
-    demos.goal_cells = np.zeros((len(demos.action), 0), dtype=bool)  # as collected from AI2-THOR, or before
     (tmp_path / "run").mkdir()
-    demos.save(tmp_path / "run" / "demos.npz")
+    arrays = {k: v for k, v in asdict(demos).items() if k != "goal_cells"}  # as saved before labels existed
+    np.savez_compressed(tmp_path / "run" / "demos.npz", **arrays)
+    old = Demos.load(tmp_path / "run" / "demos.npz")
+    assert not old.has_goal_cells and old.goal_cells.shape == (len(demos.action), 0)
+    both = old + demos  # DAgger on old demonstrations: the labels go, the steps stay
+    assert len(both) == 6 and len(both.goal_cells) == len(both.action) and not both.has_goal_cells
     model = ModelConfig(**{**TINY.__dict__, "fusion": "film", "goal_cells": True})
     config = BCConfig(out=str(tmp_path / "run"), demos=3, workers=1, epochs=1, eval_episodes=0, model=model)
     with pytest.raises(ValueError, match="--model-goal-cells needs demonstrations labelled"):
+        train_bc(config)
+
+
+def test_goal_cell_model_is_refused_before_collecting_in_ai2thor(tmp_path):
+    model = ModelConfig(**{**TINY.__dict__, "fusion": "film", "goal_cells": True})
+    config = BCConfig(out=str(tmp_path / "run"), demos=3, workers=1, env="thor", model=model)
+    with pytest.raises(ValueError, match="--env thor has none"):
         train_bc(config)

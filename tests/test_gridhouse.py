@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+from minigrid.core.grid import Grid
+from minigrid.core.world_object import WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from flare_core import NO_PREVIOUS_ACTION, MaskedActionError, UnknownActionError, action_by_name
@@ -328,6 +330,13 @@ def test_goal_cells_follow_the_expert_to_the_goal(family):
             if obs["holding"]:
                 seen_while_holding.append(info["goal_cells"].any())
         obs, _, _, _, info = env.step(info["expert_action"])
+        desc = target(env.level, env.subgoals[env.subgoal_index])
+        drawn = Grid.render_tile(
+            WorldObj.decode(OBJECT_TO_IDX[desc.type], COLOR_TO_IDX[desc.color], 0), tile_size=8
+        ).astype(np.uint8)
+        for row, col in np.argwhere(info["goal_cells"]):  # each labelled tile of the frame draws the goal's object
+            if (row, col) != (AGENT_Y, AGENT_X):  # drawn with the agent over it
+                np.testing.assert_array_equal(obs["nav_rgb"][row * 8 : row * 8 + 8, col * 8 : col * 8 + 8], drawn)
     ahead, own = (AGENT_Y - 1, AGENT_X), (AGENT_Y, AGENT_X)
     if family == "objectnav":
         assert info["goal_cells"][ahead]

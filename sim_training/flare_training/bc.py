@@ -57,7 +57,8 @@ class BCConfig:
     dagger_episodes: int = 2000  # per round: training episodes the policy plays (sampling), the expert labelling
     dagger_epochs: int = 2  # per round: epochs over everything labelled so far
     # Weight of the goal-cell loss (binary cross-entropy of the model's per-cell "this shows the goal's object"
-    # logits against the simulator's labels) beside the action loss; used when the model has --model-goal-cells
+    # logits against the gridhouse's labels, summed over a step's cells) beside the action loss; used when the
+    # model has --model-goal-cells
     goal_cell_coef: float = 1.0
     seed: int = 0
     device: str = "cpu"  # where the network trains: cpu, or cuda (each torchrun rank its local rank's GPU, nccl)
@@ -91,6 +92,8 @@ class Demos:
         return Demos(goal=self.goal[:n], starts=self.starts[: n + 1], **steps)
 
     def __add__(self, other: Demos) -> Demos:
+        if self.has_goal_cells != other.has_goal_cells:  # e.g. demonstrations saved before labels existed
+            return self.without_goal_cells() + other.without_goal_cells()
         steps = {k: np.concatenate([getattr(self, k), getattr(other, k)]) for k in (*_FIELDS, *_LABELS)}
         starts = np.concatenate([self.starts, self.starts[-1] + other.starts[1:]])
         return Demos(goal=np.concatenate([self.goal, other.goal]), starts=starts, **steps)
@@ -108,6 +111,9 @@ class Demos:
     @property
     def has_goal_cells(self) -> bool:
         return self.goal_cells.ndim == 3 and self.goal_cells.shape[1] > 0
+
+    def without_goal_cells(self) -> Demos:
+        return replace(self, goal_cells=np.zeros((len(self.action), 0), dtype=bool))
 
 
 class SampledPolicy:
@@ -275,6 +281,8 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
     missing = [f for f in families if f not in sim.expert_families]
     if missing:
         raise ValueError(f"no expert demonstrates {missing} in --env {sim.name}; use {', '.join(sim.expert_families)}")
+    if config.model.goal_cells and sim.name != "gridhouse":
+        raise ValueError(f"--model-goal-cells learns from the gridhouse's goal-cell labels; --env {sim.name} has none")
     cameras = sim.cameras()
     demo_path = out / ("demos.npz" if ranks.main else f"demos_rank{ranks.rank}.npz")
     count = -(-config.demos // ranks.world)  # this rank's share; its own houses

@@ -47,7 +47,8 @@ class ModelConfig:
     # pretrained perception encoder (`flare_training perception`) and costs ~20 % PPO throughput.
     fusion: str = "pooled"
     # FiLM only: a per-cell head on the goal-modulated feature maps says which cells show the object the goal
-    # names; its logits join the step token, and BC trains it on the simulator's labels (`--goal-cell-coef`).
+    # names; its logits join the step token, and BC trains it on the gridhouse's labels (`bc --goal-cell-coef`;
+    # measured with `bc --lr 1e-3`: at 2e-4 the heads barely learn)
     goal_cells: bool = False
     shared_critic: bool = False  # FLaRe: False (the critic is a separate copy of the network)
 
@@ -353,8 +354,9 @@ class TransformerDecoder(nn.Module):
 
 
 class StepTokens(nn.Module):
-    """The embedded model's step token: visual features, goal, previous action and holding fused by a linear
-    layer, plus a learned time embedding."""
+    """The embedded model's step token: visual features (FiLM: the goal-modulated maps, and the goal-cell
+    heads' logits if any), goal, previous action and holding fused by a linear layer, plus a learned time
+    embedding."""
 
     def __init__(
         self, config: ModelConfig, visual_dim: int, vocab: tuple[str, ...] = (), maps: dict | None = None
@@ -363,11 +365,11 @@ class StepTokens(nn.Module):
         self.config = config
         self.maps = dict(maps or {})  # film: camera -> (channels, cells)
         self.film = nn.ModuleDict({n: nn.Linear(config.goal_dim, 2 * c) for n, (c, _) in self.maps.items()})
-        cell_heads = {
-            n: nn.Sequential(nn.Conv1d(c, 32, 1), nn.ReLU(), nn.Conv1d(32, 1, 1)) for n, (c, _) in self.maps.items()
-        }
-        self.cell_heads = nn.ModuleDict(cell_heads if config.goal_cells else {})
-        visual_dim += sum(cells for _, cells in self.maps.values()) if config.goal_cells else 0
+        heads = self.maps if config.goal_cells else {}  # built only when used: they draw from torch's RNG
+        self.cell_heads = nn.ModuleDict(
+            {n: nn.Sequential(nn.Conv1d(c, 32, 1), nn.ReLU(), nn.Conv1d(32, 1, 1)) for n, (c, _) in heads.items()}
+        )
+        visual_dim += sum(cells for _, cells in heads.values())
         self.goal = (
             T5GoalEncoder(config.t5_path, vocab, config.goal_dim)
             if config.goal_encoder == "t5"
