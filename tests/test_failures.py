@@ -62,3 +62,36 @@ def test_running_out_of_steps_holding_the_goal_is_not_a_search_failure():
     tally = FailureTally()
     tally(env, *play(env, "l"))  # holds it, never calls `end`
     assert tally.kinds["pickup"] == {"out of steps, holding the goal object": 1}
+
+
+def test_search_failures_say_whether_the_goal_was_ever_in_view():
+    """Turning on the spot until the step limit, with the goal more than 3 cells away: in a house where it is in
+    view from the start, "in view on the way"; where it never comes into view, "never in view". Each episode
+    starts afresh on the same env."""
+    tally, env = FailureTally(), GridhouseEnv(None, ("objectnav",), "eval")
+    wanted = {True: None, False: None}
+    for house in range(40):
+        env.reset(seed=0, options={"family": "objectnav", "house": house})
+        level, goal = env.level, env.subgoals[-1].desc.obj_set
+        x, y = level.agent_pos
+        far = min(abs(o.cur_pos[0] - x) + abs(o.cur_pos[1] - y) for o in goal) > 3
+        seen = False
+        for _ in range(4):  # what turning on the spot will show
+            seen |= bool(env.goal_cells().any())
+            level.agent_dir = (level.agent_dir + 1) % 4
+            env._view = level.gen_obs()["image"]
+        if far and wanted[seen] is None:
+            wanted[seen] = house
+    assert None not in wanted.values(), wanted
+    for seen in (True, False):
+        env.reset(seed=0, options={"family": "objectnav", "house": wanted[seen]})
+        tally.step(env)
+        while True:
+            _, _, terminated, truncated, info = env.step(action_by_name("l").index)
+            tally.step(env)
+            if terminated or truncated:
+                break
+        tally(env, info, truncated)
+    kinds = tally.kinds["objectnav"]
+    assert kinds["out of steps, goal farther, its object in view on the way"] == 1
+    assert kinds["out of steps, goal farther, its object never in view"] == 1

@@ -187,7 +187,8 @@ def _run(args: argparse.Namespace) -> None:
             raise SystemExit("eval --why reads the gridhouse's world state; AI2-THOR runs have no such breakdown")
         tally = FailureTally()
         results = evaluate_policy(model, adapter, families, args.episodes, args.split, args.greedy, sim=sim,
-                                  on_episode_end=tally if args.why else None)  # fmt: skip
+                                  on_episode_end=tally if args.why else None,
+                                  on_step=tally.step if args.why else None)  # fmt: skip
         for family, r in results.items():
             wrong_end = 1 - r["success"] - r["step_limit"] - r["timeout"]
             timeouts = f", simulator timeouts {r['timeout']:6.1%}" if r["timeout"] else ""

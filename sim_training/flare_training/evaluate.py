@@ -50,10 +50,12 @@ def evaluate_policy(
     progress: bool = True,
     sim: Simulator | None = None,
     on_episode_end=None,
+    on_step=None,
 ) -> dict[str, dict[str, float]]:
     """Run `episodes` houses (indices 0..episodes-1 of the split) per family; the same houses for every policy.
     An episode a simulator timeout cut short is played again (AI2-THOR restarts its controller).
-    `on_episode_end(env, info, truncated)` sees each counted episode's env as it ended (`failures.FailureTally`)."""
+    `on_episode_end(env, info, truncated)` sees each counted episode's env as it ended, `on_step(env)` each env
+    after every reset and step (`failures.FailureTally`)."""
     model.eval()
     sim = sim or get_simulator("gridhouse")
     queue = deque((f, h) for f in families for h in range(episodes))
@@ -69,6 +71,8 @@ def evaluate_policy(
         family, house = queue.popleft()
         obs[i], _ = envs[i].reset(seed=seed + house, options={"family": family, "house": house})
         cache.reset(torch.tensor([i]))
+        if on_step is not None:
+            on_step(envs[i])
 
     for i in range(len(envs)):
         start(i)
@@ -83,6 +87,8 @@ def evaluate_policy(
         actions = choose(logits, greedy, generator, sim.action_mask).tolist()
         for i in list(active):
             obs[i], _, terminated, truncated, info = envs[i].step(actions[i])
+            if on_step is not None:
+                on_step(envs[i])
             if terminated or truncated:
                 key = (info["family"], info["house"])
                 timeouts[key] = timeouts.get(key, 0) + info.get("timeout", False)
