@@ -1,6 +1,8 @@
 """Node parts that need no graph: the cmd_vel backend publishing real Twist messages over rclpy, and the camera
 node's OpenCV sources (video file, image folder) and frame adjustments."""
 
+import subprocess
+import sys
 import time
 
 import cv2
@@ -83,3 +85,37 @@ def test_camera_node_reads_a_driver_with_the_reliability_it_offers():
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+STOPPED_IN_A_FINALIZER = """
+import os, signal
+from rclpy.node import Node
+from flare_ros.common import run_node
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in a finalizer: its exception is lost
+        sum(range(1000))
+
+class Stopper(Node):
+    def __init__(self):
+        super().__init__("stopper")
+        self.timer = self.create_timer(0.2, self.tick)
+
+    def tick(self):
+        self.timer.cancel()
+        Finalized()  # dropped at once
+
+    def close(self):
+        print("closed", flush=True)
+
+run_node(Stopper)
+"""
+
+
+def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_node():
+    """SIGTERM landing in a `__del__` (rclpy's Future.__del__ in the field) loses its KeyboardInterrupt; the
+    node must still stop and close within a spin slice, not run on until something else ends it."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_IN_A_FINALIZER], capture_output=True, text=True, timeout=30)
+    assert "Exception ignored" in done.stderr and "KeyboardInterrupt: SIGTERM" in done.stderr  # the case arose
+    assert done.returncode == 0 and "closed" in done.stdout, done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -131,7 +132,9 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
     node's `close()` runs, and a bridge's last stop command to the base would then fail ("publisher's context
     is invalid"). Instead SIGINT and SIGTERM raise KeyboardInterrupt (re-installed after the node is made,
     because stretch_body's `Robot.startup()` replaces both), the node spins in short slices so Python can
-    raise it, and `close()` runs while the context is still valid.
+    raise it, and `close()` runs while the context is still valid. A signal that lands while Python runs a
+    finalizer (rclpy's `Future.__del__`) has its exception swallowed ("Exception ignored in"), so the handler
+    also sets `STOP_REQUESTED`, which ends the spin loop within one slice.
 
     With `drain_s`, the node keeps taking the messages that had already reached it until none has come for
     `drain_s` (a node's `count` of messages taken says so; at most `DRAIN_MAX_S`), then closes. A recorder
@@ -145,8 +148,10 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
         node = make()
         _raise_on_stop_signals()
         executor.add_node(node)
-        while rclpy.ok():
+        while rclpy.ok() and not STOP_REQUESTED.is_set():
             executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        if STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt("stop signal")  # its own KeyboardInterrupt was swallowed by a finalizer
     except KeyboardInterrupt:
         if node is not None and drain_s > 0:
             _drain(executor, node, drain_s)
@@ -166,10 +171,12 @@ def run_node(make: Callable[[], Node], drain_s: float = 0.0) -> None:
 
 
 SPIN_SLICE_S = 0.1  # longest a stop signal waits to be noticed; messages are handled as they come
+STOP_REQUESTED = threading.Event()  # set by SIGINT / SIGTERM, even where their KeyboardInterrupt is lost
 
 
 def _raise_on_stop_signals() -> None:
     def stop(signum, frame):
+        STOP_REQUESTED.set()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signal.signal(signal.SIGINT, stop)
