@@ -224,19 +224,18 @@ def bc_loss(
     with goal-cell heads) `goal_cell_coef` x the heads' binary cross-entropy against the labels. Also the
     action accuracy and the share of steps whose cells the heads all call right."""
     batch = {**batch, "visual": model.visual(batch["frames"])}
-    logits = model.actor.sequence(batch)["logits"]
-    logits = logits.masked_fill(~mask, float("-inf"))
+    out = model.actor.sequence(batch)
+    logits = out["logits"].masked_fill(~mask, float("-inf"))
     valid = batch["valid"]
     loss = F.cross_entropy(logits[valid], batch["action"][valid])
     metrics = {"accuracy": (logits[valid].argmax(-1) == batch["action"][valid]).float().mean()}
-    heads = model.actor.tokens.cell_heads
-    if len(heads):
-        predicted = model.actor.tokens.goal_cells(batch["visual"], batch["goal"])
-        labels = {cam: batch["goal_cells"][cam][valid] for cam in heads}
+    predicted = out.get("goal_cells", {})  # per camera with a goal-cell head
+    if predicted:
+        labels = {cam: batch["goal_cells"][cam][valid] for cam in predicted}
         # summed over a step's cells (a mean over ~60 cells, nearly all negative, barely moves the heads)
-        cell_loss = sum(_cell_bce(predicted[c][valid], labels[c]) for c in heads)
+        cell_loss = sum(_cell_bce(predicted[c][valid], labels[c]) for c in predicted)
         loss = loss + goal_cell_coef * cell_loss
-        right = torch.stack([((predicted[c][valid] > 0) == labels[c].bool()).all(-1) for c in heads]).all(0)
+        right = torch.stack([((predicted[c][valid] > 0) == labels[c].bool()).all(-1) for c in predicted]).all(0)
         metrics.update(goal_cell_loss=cell_loss.detach(), goal_cells_right=right.float().mean())
     return loss, metrics
 

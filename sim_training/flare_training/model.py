@@ -382,12 +382,19 @@ class StepTokens(nn.Module):
 
     def forward(self, visual, goal_tokens, prev_action, holding, step) -> torch.Tensor:
         """Per-step inputs [B, T, ...] -> tokens [B, T, d_model]."""
+        return self.encode(visual, goal_tokens, prev_action, holding, step)[0]
+
+    def encode(self, visual, goal_tokens, prev_action, holding, step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The tokens, and the goal-cell heads' logits per camera [B, T, cells] that went into them (none
+        without `goal_cells`): the goal-cell loss reads them from the same pass."""
         goal = self.goal(goal_tokens)
+        cells = {}
         if self.maps:
             maps = self.condition(visual, goal)
-            visual = torch.cat([m.flatten(-2) for m in maps.values()] + self.goal_cell_logits(maps), dim=-1)
+            cells = self.goal_cell_logits(maps)
+            visual = torch.cat([m.flatten(-2) for m in maps.values()] + list(cells.values()), dim=-1)
         x = torch.cat([visual, goal, self.prev_action(prev_action), self.holding(holding)], dim=-1)
-        return self.fuse(x) + self.time(step.clamp(max=self.config.max_context - 1))
+        return self.fuse(x) + self.time(step.clamp(max=self.config.max_context - 1)), cells
 
     def condition(self, visual: torch.Tensor, goal: torch.Tensor) -> dict[str, torch.Tensor]:
         """FiLM: each camera's feature map [..., channels, cells] scaled and shifted per channel by the goal."""
@@ -399,19 +406,13 @@ class StepTokens(nn.Module):
             start += channels * cells
         return out
 
-    def goal_cell_logits(self, maps: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """Per camera with a cell head, [..., cells]: how strongly each cell shows the goal's object (none
-        without `goal_cells`)."""
-        out = []
+    def goal_cell_logits(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per camera with a cell head, [..., cells]: how strongly each cell shows the goal's object."""
+        out = {}
         for name, head in self.cell_heads.items():
             fmap = maps[name]
-            out.append(head(fmap.reshape(-1, *fmap.shape[-2:])).reshape(fmap.shape[:-2] + fmap.shape[-1:]))
+            out[name] = head(fmap.reshape(-1, *fmap.shape[-2:])).reshape(fmap.shape[:-2] + fmap.shape[-1:])
         return out
-
-    def goal_cells(self, visual: torch.Tensor, goal_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The cell heads' logits per camera, [..., cells], for the goal-cell loss."""
-        maps = self.condition(visual, self.goal(goal_tokens))
-        return dict(zip(self.cell_heads, self.goal_cell_logits(maps), strict=True))
 
 
 class KVCache:
@@ -497,9 +498,12 @@ class PolicyNetwork(nn.Module):
     def _heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(h) for name, head in self.heads.items()}
 
-    def sequence(self, batch: dict[str, torch.Tensor], keep_kv: list | None = None) -> dict[str, torch.Tensor]:
-        x = self.tokens(batch["visual"], batch["goal"], batch["prev_action"], batch["holding"], batch["step"])
-        return self._heads(self.decoder(x, SequenceAttention(batch["episode"], keep_kv)))
+    def sequence(self, batch: dict[str, torch.Tensor], keep_kv: list | None = None) -> dict:
+        """The heads' outputs [B, T, ...], and with goal-cell heads `goal_cells`: their logits per camera."""
+        x, cells = self.tokens.encode(batch["visual"], batch["goal"], batch["prev_action"], batch["holding"],
+                                      batch["step"])  # fmt: skip
+        out = self._heads(self.decoder(x, SequenceAttention(batch["episode"], keep_kv)))
+        return {**out, "goal_cells": cells} if cells else out
 
     def prime(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor, cache: KVCache) -> None:
         prime_cache(self, batch, lengths, cache)
