@@ -59,6 +59,10 @@ class PPOConfig(RunConfig):
     critic_warmup_steps: int = 200_000  # FLaRe: env steps of value-only updates before the policy moves; 0: none
     normalize_advantages: bool = False  # FLaRe: no; per-minibatch normalisation as CleanRL does
     shared_critic: bool = False  # ablation: value head on the actor's network
+    # Not FLaRe's recipe (0: off): on the steps whose view shows the goal's object, this x the cross-entropy to
+    # the shortest-path expert's action joins the actor's loss, teaching the policy to go to a goal it sees
+    # (gridhouse only: its expert and goal-cell labels; the expert costs env throughput)
+    pursuit_coef: float = 0.0
 
     @property
     def batch_steps(self) -> int:
@@ -122,6 +126,7 @@ class EnvLane:
         self.envs, self.cache = envs, cache
         self.history = EpisodeHistory(envs.num_envs)
         self.obs: dict = {}
+        self.info: dict = {}  # describes `obs` (after an autoreset, the new episode): the expert's label
         self.inputs: dict[str, torch.Tensor] = {}  # the step in flight: its model inputs, for the history
         self.store: dict[str, list] = defaultdict(list)
         # The last step's ended episodes: (env, family, success, cut short by a simulator timeout).
@@ -129,7 +134,7 @@ class EnvLane:
 
     def reset(self, seed: int | list[int]) -> None:
         """A fresh episode in every env: env i seeded `seed + i`, or `seed[i]` (a list: GRPO's groups)."""
-        self.obs, _ = self.envs.reset(seed=seed)
+        self.obs, self.info = self.envs.reset(seed=seed)
         self.history = EpisodeHistory(self.envs.num_envs)
         self.cache.reset(torch.arange(self.envs.num_envs))
 
@@ -137,15 +142,19 @@ class EnvLane:
         self.envs.close()
 
 
-def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_envs: int, env_workers: int):
+def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_envs: int, env_workers: int,
+               expert: bool = False):  # fmt: skip
     """`env_workers` lanes, each stepped (and its frames encoded) by one worker process, or one in-process lane
-    when 0; also their first env indices, so env i is seeded alike whatever the split."""
+    when 0; also their first env indices, so env i is seeded alike whatever the split. `expert`: the envs
+    label every step with the expert's action and the goal's cells."""
     shares = np.array_split(np.arange(num_envs), max(1, env_workers))
     features = FrozenVisualFeatures(model.visual, adapter)
     workers = min(1, env_workers)
     lanes = [
         EnvLane(
-            sim.vector(len(share), families, "train", workers=workers, observe=features, first=int(share[0])),
+            sim.vector(
+                len(share), families, "train", expert=expert, workers=workers, observe=features, first=int(share[0])
+            ),
             model.new_caches(len(share))[0],  # values come from the update's full-sequence pass, not rollouts
         )
         for share in shares
@@ -205,8 +214,9 @@ def gae(rewards, values, dones, bootstrap, gamma, lam):
 
 
 def ppo_losses(
-    model, batch, index, actions, old_logprob, advantages, returns, clip, mask=ACTION_MASK, normalize=False
-) -> dict[str, torch.Tensor]:
+    model, batch, index, actions, old_logprob, advantages, returns, clip, mask=ACTION_MASK, normalize=False,
+    guide=None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
     """Clipped surrogate, value loss and entropy for whole-sequence rows; also KL and clip-fraction stats.
 
     index [B, T+1] locates each rollout step (and the bootstrap observation) in its row; the other per-step
@@ -214,16 +224,17 @@ def ppo_losses(
     """
     logits, values = model.sequence(batch)
     return {
-        **policy_terms(logits, index, actions, old_logprob, advantages, clip, mask, normalize),
+        **policy_terms(logits, index, actions, old_logprob, advantages, clip, mask, normalize, guide),
         "value_loss": value_loss(values, index, returns),
     }
 
 
 def policy_terms(
-    logits, index, actions, old_logprob, advantages, clip, mask=ACTION_MASK, normalize=False
+    logits, index, actions, old_logprob, advantages, clip, mask=ACTION_MASK, normalize=False, guide=None
 ) -> dict[str, torch.Tensor]:
     """The actor's side of `ppo_losses`: clipped surrogate, entropy, approximate KL and clip fraction; `mask`:
-    the simulator's embodiment (masked actions never count); `normalize`: advantages to zero mean, unit std."""
+    the simulator's embodiment (masked actions never count); `normalize`: advantages to zero mean, unit std;
+    `guide` (expert actions, steps to follow them on), both [B, T]: adds `pursuit_terms`."""
     idx = index[:, :-1]
     logp_all = torch.log_softmax(_gather(logits, idx).masked_fill(~mask, float("-inf")), -1)
     logprob = logp_all.gather(2, actions[..., None])[..., 0]
@@ -234,12 +245,30 @@ def policy_terms(
     with torch.no_grad():
         approx_kl = ((ratio - 1) - ratio.log()).mean()
         clip_fraction = ((ratio - 1).abs() > clip).float().mean()
-    return {"policy_loss": policy_loss, "entropy": entropy, "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+    terms = {"policy_loss": policy_loss, "entropy": entropy, "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+    return terms if guide is None else {**terms, **pursuit_terms(logp_all, *guide, mask)}
+
+
+def pursuit_terms(logp_all, expert, follow, mask=ACTION_MASK) -> dict[str, torch.Tensor]:
+    """Cross-entropy of the policy's log-probs [B, T, A] to the expert's actions [B, T], averaged over the steps
+    where `follow` [B, T] (and the expert has an allowed action); also how often the policy's likeliest action
+    is the expert's there."""
+    follow = follow & (expert >= 0)
+    expert = expert.clamp(min=0)
+    follow = follow & mask[expert]
+    chosen = logp_all.gather(2, expert[..., None])[..., 0]
+    count = follow.sum().clamp(min=1)
+    loss = -(chosen.masked_fill(~follow, 0.0)).sum() / count
+    with torch.no_grad():
+        agree = ((logp_all.argmax(-1) == expert) & follow).sum() / count
+    return {"pursuit_loss": loss, "pursuit_agreement": agree, "pursuit_steps": follow.float().mean()}
 
 
 def actor_loss(terms: dict[str, torch.Tensor], config: PPOConfig) -> torch.Tensor:
-    """What the actor minimises: the clipped surrogate less the entropy bonus (none in the FLaRe recipe)."""
-    return terms["policy_loss"] - config.entropy_coef * terms["entropy"]
+    """What the actor minimises: the clipped surrogate less the entropy bonus (none in the FLaRe recipe), plus
+    the pursuit loss where it is on."""
+    loss = terms["policy_loss"] - config.entropy_coef * terms["entropy"]
+    return loss + config.pursuit_coef * terms["pursuit_loss"] if "pursuit_loss" in terms else loss
 
 
 def value_loss(values, index, returns) -> torch.Tensor:
@@ -259,7 +288,8 @@ class SeparateNetworkStep:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic")
 
-    def __call__(self, model, mb, index, actions, old_logprob, advantages, returns, config, warmup, mask=ACTION_MASK):
+    def __call__(self, model, mb, index, actions, old_logprob, advantages, returns, config, warmup, mask=ACTION_MASK,
+                 guide=None):  # fmt: skip
         def critic() -> torch.Tensor:
             loss = value_loss(model.critic.sequence(mb)["value"][..., 0], index, returns)
             (config.value_coef * loss).backward()
@@ -268,7 +298,7 @@ class SeparateNetworkStep:
         critic_done = self._pool.submit(critic)
         with torch.set_grad_enabled(not warmup):  # warm-up: value-only, the actor's terms are statistics
             terms = policy_terms(model.actor.sequence(mb)["logits"], index, actions, old_logprob, advantages,
-                                 config.clip, mask, config.normalize_advantages)  # fmt: skip
+                                 config.clip, mask, config.normalize_advantages, guide)  # fmt: skip
             if not warmup:
                 actor_loss(terms, config).backward()
         terms["value_loss"] = critic_done.result()
@@ -342,15 +372,17 @@ class RolloutCollector:
     episode per env from given seeds. Either way, pipelined, one lane's envs step while the learner decides for
     the other; actions are sampled at `temperature`; masked actions are never sampled (the simulator's
     embodiment). Ended episodes leave the history and the cache; their outcomes are kept per family (`recent`).
+    With `expert`, each step also keeps the expert's action for the observation acted on (`expert`, -1 where
+    it has none) and whether that view shows the goal's object (`goal_in_view`).
     The policy and its caches run on the model's device; what the collector returns is on the CPU.
     """
 
     def __init__(self, model, adapter, sim: Simulator, families: tuple[str, ...], seed: int, num_envs: int,
-                 env_workers: int, rollout: int = 0, temperature: float = 1.0):  # fmt: skip
+                 env_workers: int, rollout: int = 0, temperature: float = 1.0, expert: bool = False):  # fmt: skip
         self.model, self.adapter, self.rollout, self.temperature = model, adapter, rollout, temperature
-        self.mask = sim.action_mask
+        self.mask, self.expert = sim.action_mask, expert
         self.device = next(model.parameters()).device
-        self.lanes, self.first_envs = make_lanes(model, adapter, sim, families, num_envs, env_workers)
+        self.lanes, self.first_envs = make_lanes(model, adapter, sim, families, num_envs, env_workers, expert)
         for lane, first in zip(self.lanes, self.first_envs, strict=True):
             lane.reset(seed=seed + first)
         self.generator = torch.Generator().manual_seed(seed * 7919)
@@ -379,10 +411,15 @@ class RolloutCollector:
             lane.store[k].append(inputs[k])
         lane.store["action"].append(action)
         lane.store["logprob"].append(action_logprob(logits, action, self.mask, self.temperature))
+        if self.expert:
+            cells = np.asarray(lane.info["goal_cells"])
+            lane.store["expert"].append(torch.as_tensor(np.asarray(lane.info["expert_action"]), dtype=torch.long))
+            lane.store["goal_in_view"].append(torch.from_numpy(cells.reshape(len(cells), -1).any(-1)))
 
     def take(self, lane: EnvLane) -> None:
         """The outcome of the lane's step in flight; ended episodes leave the history and the cache."""
-        lane.obs, reward, terminated, truncated, info = lane.envs.step_wait()
+        lane.obs, reward, terminated, truncated, lane.info = lane.envs.step_wait()
+        info = lane.info
         done = terminated | truncated
         lane.store["reward"].append(torch.as_tensor(reward, dtype=torch.float32))
         lane.store["done"].append(torch.as_tensor(done, dtype=torch.float32))
@@ -479,6 +516,8 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
                               config.gae_lambda)  # fmt: skip
     batch = {"seq": seq, "index": index, "action": roll["action"].T, "old_logprob": old_logprob,
              "advantages": advantages.T, "returns": returns.T}  # fmt: skip
+    if "expert" in steps:  # the pursuit loss's labels: the expert's action where the goal's object is in view
+        batch["guide"] = (steps["expert"].T.to(device), steps["goal_in_view"].T.to(device))
     return batch, (old_logprob - roll["logprob"].T).abs().max().item()
 
 
@@ -500,11 +539,12 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
             width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
             mb = {k: v[rows, :width] for k, v in seq.items()}
             args = tuple(batch[k][rows] for k in ("index", "action", "old_logprob", "advantages", "returns"))
+            guide = tuple(g[rows] for g in batch["guide"]) if "guide" in batch else None
             optimizer.zero_grad()
             if separate_step is not None:
-                terms = separate_step(model, mb, *args, config, warmup, mask)
+                terms = separate_step(model, mb, *args, config, warmup, mask, guide)
             else:
-                terms = ppo_losses(model, mb, *args, config.clip, mask, config.normalize_advantages)
+                terms = ppo_losses(model, mb, *args, config.clip, mask, config.normalize_advantages, guide)
                 loss = config.value_coef * terms["value_loss"]
                 if not warmup:
                     loss = loss + actor_loss(terms, config)
@@ -550,6 +590,9 @@ def open_run(config):
 def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     out, sim, config, rollout_threads, update_threads = open_run(config)
     families, ckpt_path = config.families, out / CHECKPOINT_NAME
+    if config.pursuit_coef and sim.name != "gridhouse":
+        raise ValueError(f"--pursuit-coef needs the gridhouse's goal-cell labels; --env {sim.name} has none: leave "
+                         "it at 0")  # fmt: skip
 
     # --- model, optimiser, resume ---------------------------------------------------------------------
     resume = ckpt_path.exists()
@@ -581,9 +624,8 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
 
     # --- environments (fresh episodes on resume: a killed run's env state is gone); each rank its own houses --
     seed = config.seed * 100_003 + update + ranks.rank * config.num_envs
-    collector = RolloutCollector(
-        model, adapter, sim, families, seed, config.num_envs, config.env_workers, config.rollout
-    )
+    collector = RolloutCollector(model, adapter, sim, families, seed, config.num_envs, config.env_workers,
+                                 config.rollout, expert=config.pursuit_coef > 0)  # fmt: skip
     if ranks.main:
         log.start()
     bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update", disable=not ranks.main)
