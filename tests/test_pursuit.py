@@ -68,15 +68,16 @@ def test_pursuit_term_moves_the_policy_to_the_expert_on_followed_steps():
     assert actor_loss(terms, PPOConfig(pursuit_coef=0.0)) == terms["policy_loss"]  # off: the recipe's loss
 
 
-def test_collector_labels_each_step_with_the_expert_action_for_the_view_acted_on():
+@pytest.mark.parametrize("env_workers", [0, 2], ids=["in-process", "two-lanes"])
+def test_collector_labels_each_step_with_the_expert_action_for_the_view_acted_on(env_workers):
     """Replayed from the same seeds in fresh envs, every recorded step's expert action and goal-in-view flag
-    are those of the observation the policy acted on, across episodes that end inside the rollout (autoreset)
-    and in two worker lanes."""
+    are those of the observation the policy acted on, across episodes that end inside the rollout (autoreset),
+    in the learner's process and in two worker lanes."""
     adapter = ObservationAdapter(gridhouse_tokenizer(TINY.max_goal_tokens), gridhouse_cameras())
     torch.manual_seed(0)
     config = ModelConfig(**{**TINY.__dict__, "max_context": 128, "vocab_size": len(adapter.tokenizer)})
     model = ActorCritic(config, adapter.camera_shapes, adapter.tokenizer.vocab)
-    collector = RolloutCollector(model, adapter, get_simulator("gridhouse"), FAMILIES, 5, 4, 2, rollout=40,
+    collector = RolloutCollector(model, adapter, get_simulator("gridhouse"), FAMILIES, 5, 4, env_workers, rollout=40,
                                  expert=True)  # fmt: skip
     try:
         steps = collector.collect().steps
