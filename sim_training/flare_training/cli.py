@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="eval", choices=("eval", "train"),
                     help="eval: unseen houses; train: houses of the training split (model selection)")  # fmt: skip
     ev.add_argument("--why", action="store_true",
-                    help="ObjectNav, Pickup (gridhouse): what failed episodes ended at")  # fmt: skip
+                    help="gridhouse ObjectNav, Pickup, Fetch, RoomVisit: how failed episodes ended")  # fmt: skip
     ev.add_argument("--out", default="", help="write JSON results here")
     exp = sub.add_parser("export", help="write policy.onnx + model.json (the robot-side model) from a checkpoint; "
                          "a FLaRe-family run also gets goal_encoder.onnx + tokenizer.json")  # fmt: skip
