@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Longer BC (issue: the moonshot): the headed BC of goal_cells_rerun.sh trained 20 epochs instead of 10 on the
+# same 10,000 demonstrations (its validation loss was still falling), then FLaRe PPO from it on ObjectNav + Pickup
+# with the settings of flare_10k_cells, 1M env steps, then continued on all four training families (ObjectNav,
+# Pickup, Fetch, RoomVisit) to 2M. 500 unseen houses per family with `eval --why`, the report (table and
+# learning curves), and the best policy exported as the demo model. About 1.5 hours, one run at a time;
+# finished steps are skipped when it runs again. Needs runs/bc_10k_cells (goal_cells_rerun.sh) for its
+# demonstrations, and runs/perception. Run from the repository root.
+set -euo pipefail
+PY=.venv/bin/python
+EARLIER=(--minibatches 4 --critic-warmup-steps 20480 --normalize-advantages)
+FAMILIES=(objectnav pickup fetch roomvisit objectnav_relative pickup_attribute)
+trained() { [ -f "runs/$1/eval.json" ]; }
+eval500() {
+  mkdir -p runs/eval500
+  [ -f "runs/eval500/$1.json" ] || $PY -m flare_training eval "runs/$1" --episodes 500 --families "${FAMILIES[@]}" \
+    --why --out "runs/eval500/$1.json" | tee "runs/eval500/$1.txt"
+}
+[ -f runs/bc_10k_cells/demos.npz ] || { echo "needs runs/bc_10k_cells: run sim_training/goal_cells_rerun.sh" >&2; exit 1; }
+if ! trained bc_10k_cells_20ep; then
+  mkdir -p runs/bc_10k_cells_20ep && cp -n runs/bc_10k_cells/demos.npz runs/bc_10k_cells_20ep/
+  $PY -m flare_training bc --out runs/bc_10k_cells_20ep --demos 10000 --epochs 20 --lr 1e-3 \
+    --visual-from runs/perception --model-fusion film --model-goal-cells
+fi
+eval500 bc_10k_cells_20ep
+trained flare_cells_20ep || $PY -m flare_training ppo --init runs/bc_10k_cells_20ep --out runs/flare_cells_20ep \
+  --families objectnav pickup "${EARLIER[@]}"
+eval500 flare_cells_20ep
+trained flare_cells_20ep_4fam || $PY -m flare_training ppo --init runs/flare_cells_20ep \
+  --out runs/flare_cells_20ep_4fam --families objectnav pickup fetch roomvisit --total-env-steps 1000000 "${EARLIER[@]}"
+eval500 flare_cells_20ep_4fam
+$PY -m flare_training report runs/bc_10k_cells_20ep runs/flare_10k_cells runs/flare_cells_20ep runs/flare_cells_20ep_4fam \
+  --out docs/results/longer_bc --evals runs/eval500
