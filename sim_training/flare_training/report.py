@@ -63,24 +63,27 @@ def results_table(runs: list[dict]) -> str:
 
 
 def plot_curves(runs: list[dict], path: Path) -> Path:
-    """One panel per family the runs were evaluated on during training (their training families)."""
+    """One panel per family the runs were evaluated on during training (their training families); a run keeps
+    one colour in every panel, and one legend below names them all."""
     seen = {f for run in runs for e in run["curve"] for f in e["results"]}
     families = [f for f in ALL_FAMILIES if f in seen]
-    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.8), sharey=True, squeeze=False)
     axes = axes[0]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, family in zip(axes, families, strict=True):
-        for run in runs:
+        for i, run in enumerate(runs):
             points = [(e["env_steps"], e["results"][family]["success"]) for e in run["curve"] if family in e["results"]]
             if points:
                 x, y = zip(*points, strict=True)
-                ax.plot(x, y, marker="o", markersize=3, label=run["name"])
+                ax.plot(x, y, marker="o", markersize=3, color=colours[i % len(colours)], label=run["name"])
         ax.set_title(family)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("success on unseen houses")
     axes[0].set_ylim(0, 1)
-    axes[-1].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(handles.values(), handles.keys(), fontsize=8, loc="lower center", ncol=min(len(handles), 4))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
