@@ -9,16 +9,8 @@
 # 2M policy exported as the demo model. Needs runs/perception (recipe_rerun.sh makes it). One run at a time (2 cores,
 # about 1.5 hours); finished steps are skipped when it runs again. Run from the repository root.
 set -euo pipefail
-PY=.venv/bin/python
-EARLIER=(--minibatches 4 --critic-warmup-steps 20480 --normalize-advantages)
+source sim_training/eval500.sh  # PY, EARLIER, FAMILIES, trained, eval500
 FILM=(--visual-from runs/perception --model-fusion film)
-FAMILIES=(objectnav pickup fetch roomvisit objectnav_relative pickup_attribute)
-trained() { [ -f "runs/$1/eval.json" ]; }
-eval500() {
-  mkdir -p runs/eval500
-  [ -f "runs/eval500/$1.json" ] || $PY -m flare_training eval "runs/$1" --episodes 500 --families "${FAMILIES[@]}" \
-    --why --out "runs/eval500/$1.json" | tee "runs/eval500/$1.txt"
-}
 trained bc_10k_cells || $PY -m flare_training bc --out runs/bc_10k_cells --demos 10000 --epochs 10 --lr 1e-3 \
   "${FILM[@]}" --model-goal-cells
 eval500 bc_10k_cells

@@ -8,15 +8,7 @@
 # finished steps are skipped when it runs again. Needs runs/bc_10k_cells (goal_cells_rerun.sh) for its
 # demonstrations, and runs/perception. Run from the repository root.
 set -euo pipefail
-PY=.venv/bin/python
-EARLIER=(--minibatches 4 --critic-warmup-steps 20480 --normalize-advantages)
-FAMILIES=(objectnav pickup fetch roomvisit objectnav_relative pickup_attribute)
-trained() { [ -f "runs/$1/eval.json" ]; }
-eval500() {
-  mkdir -p runs/eval500
-  [ -f "runs/eval500/$1.json" ] || $PY -m flare_training eval "runs/$1" --episodes 500 --families "${FAMILIES[@]}" \
-    --why --out "runs/eval500/$1.json" | tee "runs/eval500/$1.txt"
-}
+source sim_training/eval500.sh  # PY, EARLIER, FAMILIES, trained, eval500
 [ -f runs/bc_10k_cells/demos.npz ] || { echo "needs runs/bc_10k_cells: run sim_training/goal_cells_rerun.sh" >&2; exit 1; }
 if ! trained bc_10k_cells_20ep; then
   mkdir -p runs/bc_10k_cells_20ep && cp -n runs/bc_10k_cells/demos.npz runs/bc_10k_cells_20ep/

@@ -5,13 +5,10 @@
 # family with `eval --why`, and the report beside flare_10k_cells (table and learning curves). About 35 minutes
 # (the expert slows the envs); finished steps are skipped when it runs again. Run from the repository root.
 set -euo pipefail
-PY=.venv/bin/python
-EARLIER=(--minibatches 4 --critic-warmup-steps 20480 --normalize-advantages)
-FAMILIES=(objectnav pickup fetch roomvisit objectnav_relative pickup_attribute)
+source sim_training/eval500.sh  # PY, EARLIER, FAMILIES, trained, eval500
 [ -f runs/bc_10k_cells/eval.json ] && [ -f runs/eval500/flare_10k_cells.json ] || {
   echo "needs runs/bc_10k_cells and runs/flare_10k_cells: run sim_training/goal_cells_rerun.sh first" >&2; exit 1; }
-[ -f runs/flare_cells_pursuit/eval.json ] || $PY -m flare_training ppo --init runs/bc_10k_cells \
-  --out runs/flare_cells_pursuit --families objectnav pickup "${EARLIER[@]}" --pursuit-coef 0.5
-[ -f runs/eval500/flare_cells_pursuit.json ] || $PY -m flare_training eval runs/flare_cells_pursuit --episodes 500 \
-  --families "${FAMILIES[@]}" --why --out runs/eval500/flare_cells_pursuit.json | tee runs/eval500/flare_cells_pursuit.txt
+trained flare_cells_pursuit || $PY -m flare_training ppo --init runs/bc_10k_cells --out runs/flare_cells_pursuit \
+  --families objectnav pickup "${EARLIER[@]}" --pursuit-coef 0.5
+eval500 flare_cells_pursuit
 $PY -m flare_training report runs/flare_10k_cells runs/flare_cells_pursuit --out docs/results/pursuit --evals runs/eval500
