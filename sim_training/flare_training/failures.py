@@ -67,8 +67,7 @@ class FailureTally:
         if truncated:
             if any(level.carrying is o for o in desc.obj_set):  # a held object has no position (-1, -1)
                 return "out of steps, holding the goal object", None
-            x, y = level.agent_pos
-            distance = min(abs(o.cur_pos[0] - x) + abs(o.cur_pos[1] - y) for o in desc.obj_set if o.cur_pos is not None)
+            distance = _nearest(level.agent_pos, [o for o in desc.obj_set if o.cur_pos is not None])
             return ("out of steps, goal within 3 cells" if distance <= 3 else FARTHER), None
         at_hand = level.carrying or level.grid.get(*level.front_pos)
         if at_hand is None or at_hand.type == "wall":
@@ -92,6 +91,12 @@ class FailureTally:
         return out
 
 
+def _nearest(position, objects) -> int:
+    """Grid steps (Manhattan) from `position` to the nearest of `objects`."""
+    x, y = position
+    return min(abs(o.cur_pos[0] - x) + abs(o.cur_pos[1] - y) for o in objects)
+
+
 def _fetch_kind(env: GridhouseEnv, truncated: bool, moved) -> str:
     goal, level = env.subgoals[-1], env.level
     if truncated:
@@ -104,8 +109,7 @@ def _fetch_kind(env: GridhouseEnv, truncated: bool, moved) -> str:
         return "ended after moving the object to put the other next to (roles swapped)"
     if not any(moved is o for o in goal.desc_move.obj_set):
         return "ended after moving an object the goal does not name"
-    x, y = moved.cur_pos
-    distance = min(abs(f.cur_pos[0] - x) + abs(f.cur_pos[1] - y) for f in goal.desc_fixed.obj_set)
+    distance = _nearest(moved.cur_pos, goal.desc_fixed.obj_set)
     return f"ended with the object asked put down {'2 cells' if distance == 2 else 'farther'} from the other"
 
 
