@@ -78,6 +78,42 @@ def test_a_dagger_round_adds_the_policys_labelled_episodes_and_trains_on(tmp_pat
     assert all(np.isfinite(r["val_loss"]) for r in history)
 
 
+def _bc(tmp_path, **settings) -> BCConfig:
+    base = {"out": str(tmp_path / "bc"), "demos": 6, "workers": 1, "epochs": 2, "batch_episodes": 2,
+            "eval_episodes": 0, "families": ("objectnav",), "model": TINY}  # fmt: skip
+    return BCConfig(**{**base, **settings})
+
+
+def test_a_bc_run_goes_on_from_its_last_epoch_exactly_as_it_would_have(tmp_path, capsys):
+    train_bc(_bc(tmp_path, out=str(tmp_path / "whole"), epochs=3))
+    train_bc(_bc(tmp_path, epochs=2))  # stopped after epoch 2, as a killed run is
+    (tmp_path / "bc" / "bc_history.json").unlink()
+    train_bc(_bc(tmp_path, epochs=3))  # the same command with more epochs goes on
+    assert "resuming" in (printed := capsys.readouterr().out) and "after epoch 2" in printed
+    whole, resumed = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("whole", "bc"))
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    assert [row["train_loss"] for row in resumed["history"]] == [row["train_loss"] for row in whole["history"]]
+    for name, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+
+
+def test_a_bc_run_refuses_to_go_on_with_other_settings_or_without_its_optimiser(tmp_path):
+    train_bc(_bc(tmp_path, epochs=1, dagger_rounds=1, dagger_episodes=2, dagger_epochs=1))
+    with pytest.raises(ValueError, match="trained with --lr 0.0002"):
+        train_bc(_bc(tmp_path, epochs=1, lr=1e-3))
+    with pytest.raises(ValueError, match="do not begin with"):  # more BC epochs after a DAgger round
+        train_bc(_bc(tmp_path, epochs=2, dagger_rounds=1, dagger_episodes=2, dagger_epochs=1))
+    train_bc(_bc(tmp_path, epochs=1, dagger_rounds=2, dagger_episodes=2, dagger_epochs=1))  # one more round
+    history = json.loads((tmp_path / "bc" / "bc_history.json").read_text())
+    assert [(r["dagger_round"], r["episodes"]) for r in history] == [(0, 5), (1, 7), (2, 9)]  # 1 of 6 validates
+    assert (tmp_path / "bc" / "dagger1.npz").exists() and (tmp_path / "bc" / "dagger2.npz").exists()
+    old = torch.load(tmp_path / "bc" / "checkpoint.pt", weights_only=False)
+    del old["optimizer"]
+    torch.save(old, tmp_path / "bc" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="without its optimiser state"):
+        train_bc(_bc(tmp_path, epochs=1, dagger_rounds=3, dagger_episodes=2, dagger_epochs=1))
+
+
 def _always(action: str) -> tuple[ActorCritic, ObservationAdapter]:
     """A policy whose argmax is always `action` (its logits head reads nothing, biased to that action)."""
     policy = _random_policy(1)

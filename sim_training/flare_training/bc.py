@@ -23,7 +23,7 @@ from flare_core.preprocessing import PreprocessConfig, resample
 from flare_sim import CAMERA_KEYS
 from flare_sim.cameras import CAMERA_VIEW_CELLS
 from flare_training import distributed
-from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from flare_training.checkpoint import CHECKPOINT_NAME, check_resume, load_checkpoint, save_checkpoint
 from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator
 from flare_training.evaluate import choose, evaluate_policy, policy_logits, save_results
@@ -63,6 +63,10 @@ class BCConfig:
     seed: int = 0
     device: str = "cpu"  # where the network trains: cpu, or cuda (each torchrun rank its local rank's GPU, nccl)
     model: ModelConfig = field(default_factory=ModelConfig)
+
+
+# What a resumed BC run may change: where it writes, how long it trains, how it is evaluated, the machine's share.
+BC_RESUMABLE = {"out", "workers", "epochs", "eval_episodes", "dagger_rounds", "dagger_episodes", "thor", "device"}
 
 
 @dataclass
@@ -263,6 +267,28 @@ def validation(model: ActorCritic, demos: Demos, episodes: np.ndarray, adapter: 
     return {k: v / steps for k, v in sums.items()}
 
 
+def resumable(path: Path, config: BCConfig) -> dict | None:
+    """The checkpoint of a BC run to go on with in `path`, None for a new run. Refused: another kind of run, one
+    written without its optimiser state, other settings than its own (`BC_RESUMABLE` may change), or epochs done
+    that the settings given would not do in that order (fewer BC epochs than done, once a DAgger round began)."""
+    if not path.exists():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get("kind") != "bc":
+        raise ValueError(f"{path} is a {saved.get('kind')} checkpoint, not a BC run: give BC another --out")
+    if "optimizer" not in saved:
+        raise ValueError(f"{path} was written without its optimiser state and cannot go on; give a new --out "
+                         "(copy its demos.npz there to reuse the demonstrations)")  # fmt: skip
+    check_resume(saved.get("config"), config, BC_RESUMABLE)
+    planned = [0] * config.epochs + [r for r in range(1, config.dagger_rounds + 1) for _ in range(config.dagger_epochs)]
+    done = [row["dagger_round"] for row in saved["history"]]
+    if done != planned[: len(done)]:
+        raise ValueError(f"{path.parent} has done {len(done)} epochs (DAgger rounds {sorted(set(done))}), which "
+                         f"--epochs {config.epochs} --dagger-rounds {config.dagger_rounds} do not begin with; give "
+                         "settings that go on from there, or a new --out")  # fmt: skip
+    return saved
+
+
 def train_bc(config: BCConfig) -> Path:
     """One process, or one rank of `torchrun`: each rank collects `demos / ranks` demonstrations of its own and
     trains on them, gradients weighted by valid steps and summed over ranks (data-parallel); rank 0 writes."""
@@ -282,6 +308,7 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
         raise ValueError(f"no expert demonstrates {missing} in --env {sim.name}; use {', '.join(sim.expert_families)}")
     if config.model.goal_cells and sim.name != "gridhouse":
         raise ValueError(f"--model-goal-cells learns from the gridhouse's goal-cell labels; --env {sim.name} has none")
+    saved = resumable(out / CHECKPOINT_NAME, config)
     cameras = sim.cameras()
     demo_path = out / ("demos.npz" if ranks.main else f"demos_rank{ranks.rank}.npz")
     count = -(-config.demos // ranks.world)  # this rank's share; its own houses
@@ -312,26 +339,35 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
         print(f"visual encoder: pretrained and frozen, from {config.visual_from}")
     else:
         params += list(model.visual.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    history = []
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history = saved["history"]
+        if ranks.main:
+            print(f"resuming {out} after epoch {len(history)}")
     model.to(ranks.device)
     mask = sim.action_mask.to(ranks.device)
     distributed.broadcast_parameters(model, ranks)
     sync = GradientSync(params, ranks)
-    optimizer = torch.optim.AdamW(params, lr=config.lr)
     order = rng.permutation(len(demos))
     n_val = max(1, int(len(demos) * config.validation_fraction))
     val_episodes, train = order[:n_val], order[n_val:]
     writer = SummaryWriter(out / "tb") if ranks.main else None
-    history = []
     start = time.perf_counter()
 
     def train_epochs(demos: Demos, train: np.ndarray, epochs: int, round_: int) -> None:
-        """`epochs` passes over the `train` episodes of `demos`; validation on the expert's held-back ones."""
-        for _ in range(epochs):
+        """`epochs` passes over the `train` episodes of `demos`; validation on the expert's held-back ones. Each
+        epoch's order depends on the seed, the rank and the epoch alone, so a resumed run skips the epochs it has
+        done and goes on exactly as it would have."""
+        done = sum(row["dagger_round"] == round_ for row in history)
+        for _ in range(done, epochs):
             epoch = len(history) + 1
             model.train()
-            rng.shuffle(train)
+            shuffled = np.random.default_rng((config.seed, ranks.rank, epoch)).permutation(train)
             losses = []
-            batches = [train[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
+            batches = [shuffled[i : i + config.batch_episodes] for i in range(0, len(train), config.batch_episodes)]
             for episodes in tqdm(batches, desc=f"epoch {epoch}/{total_epochs}", unit="batch", leave=False,
                                  disable=not ranks.main):  # fmt: skip
                 batch = to_device(_batch(demos, episodes, adapter), ranks.device)
@@ -360,16 +396,21 @@ def _train_bc(config: BCConfig, ranks: distributed.Ranks) -> Path:
             cells = f"  goal cells right {row['val_goal_cells_right']:.1%}" if "val_goal_cells_right" in row else ""
             print(f"epoch {epoch:3d}  {losses_text}  val acc {row['val_accuracy']:.1%}{cells}")
             save_checkpoint(out / CHECKPOINT_NAME, model, adapter, kind="bc", epoch=epoch, env_steps=0,
-                            history=history, config=asdict(config))  # fmt: skip
+                            history=history, config=asdict(config), optimizer=optimizer.state_dict())  # fmt: skip
 
     total_epochs = config.epochs + config.dagger_rounds * config.dagger_epochs
     train_epochs(demos, train, config.epochs, 0)
     for round_ in range(1, config.dagger_rounds + 1):
-        policy_seed = config.seed + 7919 * round_ + 104_729 * ranks.rank
-        policy = SampledPolicy(model, adapter, DAGGER_ENVS, sim.action_mask, policy_seed)
-        house_seed = config.seed + 2_000_003 * round_ + 1_000_003 * ranks.rank
-        labelled = collect_demos(-(-config.dagger_episodes // ranks.world), config.workers, families, house_seed,
-                                 sim, cameras, policy=policy, num_envs=DAGGER_ENVS)  # fmt: skip
+        labelled_path = out / (f"dagger{round_}.npz" if ranks.main else f"dagger{round_}_rank{ranks.rank}.npz")
+        if labelled_path.exists():  # a resumed run: the round's episodes as its policy played them then
+            labelled = Demos.load(labelled_path)
+        else:
+            policy_seed = config.seed + 7919 * round_ + 104_729 * ranks.rank
+            policy = SampledPolicy(model, adapter, DAGGER_ENVS, sim.action_mask, policy_seed)
+            house_seed = config.seed + 2_000_003 * round_ + 1_000_003 * ranks.rank
+            labelled = collect_demos(-(-config.dagger_episodes // ranks.world), config.workers, families, house_seed,
+                                     sim, cameras, policy=policy, num_envs=DAGGER_ENVS)  # fmt: skip
+            labelled.save(labelled_path)
         train = np.concatenate([train, len(demos) + np.arange(len(labelled))])  # validation stays the expert's
         demos = demos + labelled
         train_epochs(demos, train, config.dagger_epochs, round_)

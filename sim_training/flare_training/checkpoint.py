@@ -142,13 +142,13 @@ RESUMABLE = {"out", "init", "visual_from", "total_env_steps", "eval_every", "eva
              "env_workers", "threads", "thor", "device"}  # fmt: skip
 
 
-def check_resume(saved: dict | None, config) -> None:
+def check_resume(saved: dict | None, config, resumable: set[str] = RESUMABLE) -> None:
     """A resumed run keeps its algorithm: a setting given differently from the one it was trained with (which
     the checkpoint keeps) is refused, naming the flags, instead of silently mixing two runs in one."""
     if not saved:
         return
     given = asdict(config)
-    differ = [k for k in given if k not in RESUMABLE and k in saved and _plain(saved[k]) != _plain(given[k])]
+    differ = [k for k in given if k not in resumable and k in saved and _plain(saved[k]) != _plain(given[k])]
     if differ:
         flags = " ".join(f"--{k.replace('_', '-')} {_plain(saved[k])}" for k in differ)
         raise ValueError(

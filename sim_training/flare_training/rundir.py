@@ -33,7 +33,7 @@ class RunLock:
             os.close(fd)
             raise RunDirectoryBusy(
                 f"{self.path.parent} is being written by a running trainer ({holder}); wait for it to finish, "
-                "stop it (a PPO run resumes from its last update), or give another --out"
+                "stop it (a BC, PPO or GRPO run goes on from where it stopped), or give another --out"
             ) from None
         os.ftruncate(fd, 0)
         os.write(
