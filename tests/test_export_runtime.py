@@ -47,6 +47,33 @@ def test_onnx_matches_torch_over_whole_episodes(exported, exported_in_place, lay
     _assert_parity(*(exported if layout == "concat" else exported_in_place), episodes=4)
 
 
+def test_the_card_names_the_runs_the_policy_was_trained_from(tmp_path):
+    """bc from a perception encoder, PPO from the BC, PPO again: the last one's card lists the three, oldest first;
+    a run deleted since is named as missing and ends the chain."""
+    adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+    model = load_checkpoint(_checkpoint(tmp_path / "seed"))[0]
+    save_checkpoint(tmp_path / "perception" / "checkpoint.pt", model, adapter, kind="perception", env_steps=0)
+    bc = {"visual_from": str(tmp_path / "perception"), "families": ["objectnav"], "demos": 40}
+    save_checkpoint(tmp_path / "bc" / "checkpoint.pt", model, adapter, kind="bc", env_steps=0, config=bc)
+    ppo = {"init": str(tmp_path / "bc"), "visual_from": "", "families": ["objectnav", "pickup"]}
+    save_checkpoint(tmp_path / "ppo" / "checkpoint.pt", model, adapter, kind="ppo", env_steps=4096, config=ppo)
+    last = {**ppo, "init": str(tmp_path / "ppo")}
+    save_checkpoint(tmp_path / "last" / "checkpoint.pt", model, adapter, kind="ppo", env_steps=8192, config=last)
+    card = json.loads((export_policy(tmp_path / "last", tmp_path / "model") / "model.json").read_text())
+    assert card["provenance"]["env_steps"] == 8192
+    assert [(s["run"], s["kind"], s["env_steps"], s["tasks"], s["demos"]) for s in card["provenance"]["lineage"]] == [
+        (str(tmp_path / "perception"), "perception", 0, [], 0),
+        (str(tmp_path / "bc"), "bc", 0, ["objectnav"], 40),
+        (str(tmp_path / "ppo"), "ppo", 4096, ["objectnav", "pickup"], 0),
+    ]
+    shutil.rmtree(tmp_path / "bc")
+    card = json.loads((export_policy(tmp_path / "last", tmp_path / "again") / "model.json").read_text())
+    assert [(s["run"], s["kind"]) for s in card["provenance"]["lineage"]] == [
+        (str(tmp_path / "bc"), "missing"),
+        (str(tmp_path / "ppo"), "ppo"),
+    ]
+
+
 def test_a_film_model_with_goal_cell_heads_exports_with_parity(tmp_path):
     """The heads' per-cell logits are part of the step token: the graph must compute them as torch does."""
     ckpt = _checkpoint(tmp_path / "run", fusion="film", goal_cells=True)

@@ -46,7 +46,7 @@ def test_good_card_round_trips(tmp_path):
     assert load_model_card(tmp_path) == card
     # Fields added after a card was written (cache layout and dtype, weight type) read as their defaults.
     assert json.loads((tmp_path / "model.json").read_text()) == GOOD | {
-        "provenance": GOOD["provenance"] | {"command": ""},
+        "provenance": GOOD["provenance"] | {"command": "", "lineage": []},
         "cache": GOOD["cache"] | {"layout": "concat", "dtype": "float32"},
         "weights": "float32",
     }
@@ -65,6 +65,8 @@ def test_good_card_round_trips(tmp_path):
         ("goal_tokenizer.vocab", ["go", "to"], "must start with '<pad>', '<unk>'"),
         ("schema_version", 7, "reads version 1, the card says 7"),
         ("provenance.success", {"objectnav": 1.5}, "success rate in \\[0, 1\\]"),
+        ("provenance.lineage", [{"run": "runs/bc", "kind": "bc", "env_steps": -1}], r"lineage\[0\].env_steps: must"),
+        ("provenance.lineage", {"run": "runs/bc"}, "provenance.lineage: must be a list"),
         ("opset", "17", "opset: must be a positive integer"),
     ],
 )

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flare_core.actions import ACTION_NAMES
-from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance
+from flare_core.model_card import CACHE_DTYPES, CACHE_LAYOUTS, WEIGHT_TYPES, CacheSpec, ModelCard, Provenance, Stage
 from flare_training.checkpoint import load_checkpoint, read_checkpoint
 from flare_training.envs import Simulator, simulator_of
 from flare_training.model import ActorCritic, merge_heads
@@ -333,4 +333,29 @@ def _provenance(checkpoint: Path, payload: dict, sim: Simulator) -> Provenance:
     if argv and argv[0].endswith(("flare_training/__main__.py", "flare_training/cli.py")):
         argv = ["python", "-m", "flare_training", *argv[1:]]  # what the user typed, not where Python found it
     command = " ".join(shlex.quote(a) for a in argv) if argv and argv[0] else ""
-    return Provenance("ai2thor" if sim.thor else "gridhouse", tasks, int(payload.get("env_steps", 0)), success, command)
+    env = "ai2thor" if sim.thor else "gridhouse"
+    return Provenance(env, tasks, int(payload.get("env_steps", 0)), success, command, lineage(payload))
+
+
+def lineage(payload: dict) -> tuple[Stage, ...]:
+    """The runs a checkpoint was trained from, oldest first, read from each run's recorded settings (`--init`,
+    or `--visual-from` for a frozen encoder) as far as they are still on disk; a run gone is named as missing."""
+    stages, seen = [], set()
+    parent = _parent(payload)
+    while parent and parent not in seen:
+        seen.add(parent)
+        try:
+            _, ancestor = read_checkpoint(parent)
+        except FileNotFoundError:
+            stages.append(Stage(parent, "missing"))
+            break
+        config = ancestor.get("config") or {}
+        stages.append(Stage(parent, str(ancestor.get("kind") or "unknown"), int(ancestor.get("env_steps") or 0),
+                            tuple(config.get("families") or ()), int(config.get("demos") or 0)))  # fmt: skip
+        parent = _parent(ancestor)
+    return tuple(reversed(stages))
+
+
+def _parent(payload: dict) -> str:
+    config = payload.get("config") or {}
+    return config.get("init") or config.get("visual_from") or ""

@@ -178,4 +178,4 @@ def _flare_provenance(checkpoint: Path, payload: dict) -> Provenance:
     env = "ai2thor" if imported else base.env
     tasks = ("chores",) if imported else base.tasks
     command = base.command or f"imported from {source.get('path', checkpoint)} ({source.get('format', '?')})"
-    return Provenance(env, tasks, base.env_steps, base.success, command)
+    return Provenance(env, tasks, base.env_steps, base.success, command, base.lineage)

@@ -79,12 +79,25 @@ WEIGHT_TYPES = ("float32", "int8")  # int8: weights quantized after export (ONNX
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A run the policy was trained from: where it was, what it was (perception, bc, ppo, grpo; "missing" where
+    the run was gone at export), its own env steps, the task families it trained on, its demonstrations."""
+
+    run: str
+    kind: str
+    env_steps: int = 0
+    tasks: tuple[str, ...] = ()
+    demos: int = 0
+
+
+@dataclass(frozen=True)
 class Provenance:
     env: str
     tasks: tuple[str, ...]
-    env_steps: int
+    env_steps: int  # the exported run's own; earlier runs' are in `lineage`
     success: dict[str, float] = field(default_factory=dict)
     command: str = ""
+    lineage: tuple[Stage, ...] = ()  # the runs it was trained from, oldest first
 
 
 @dataclass(frozen=True)
@@ -284,13 +297,32 @@ class _Validator:
             self.string(g, "graph", "goal_encoder.graph"), self.positive_int(g, "dim", "goal_encoder.dim")
         )
 
+    def count(self, data: dict, key: str, path: str, default: int | None = None) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.bad(path, f"must be a non-negative integer, got {value!r}")
+            return 0
+        return value
+
+    def lineage(self, stages: object) -> tuple[Stage, ...]:
+        if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+            self.bad("provenance.lineage", "must be a list of {run, kind, env_steps, tasks, demos} objects")
+            return ()
+        return tuple(
+            Stage(
+                self.string(s, "run", f"provenance.lineage[{i}].run"),
+                self.string(s, "kind", f"provenance.lineage[{i}].kind"),
+                self.count(s, "env_steps", f"provenance.lineage[{i}].env_steps", 0),
+                self.string_list({"tasks": [], **s}, "tasks", f"provenance.lineage[{i}].tasks"),
+                self.count(s, "demos", f"provenance.lineage[{i}].demos", 0),
+            )  # fmt: skip
+            for i, s in enumerate(stages)
+        )
+
     def provenance(self, p: dict) -> Provenance:
         env = self.string(p, "env", "provenance.env")
         tasks = self.string_list(p, "tasks", "provenance.tasks")
-        steps = p.get("env_steps")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            self.bad("provenance.env_steps", f"must be a non-negative integer, got {steps!r}")
-            steps = 0
+        steps = self.count(p, "env_steps", "provenance.env_steps")
         success = p.get("success", {})
         if not isinstance(success, dict) or not all(
             isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in success.values()
@@ -301,4 +333,4 @@ class _Validator:
         if not isinstance(command, str):
             self.bad("provenance.command", "must be a string")
             command = ""
-        return Provenance(env, tasks, steps, dict(success), command)
+        return Provenance(env, tasks, steps, dict(success), command, self.lineage(p.get("lineage", [])))
