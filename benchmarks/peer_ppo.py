@@ -5,8 +5,9 @@ documentation shows: `MultiInputLstmPolicy`, its default hyper-parameters, `make
 of envs. It sees the gridhouse through a gymnasium wrapper with the same information: the navigation frame as
 an image, the manipulation frame and the goal's word ids as vectors, the previous action and whether something
 is held; its actions are the gridhouse's valid ones (what our mask allows). Both start from scratch (ours: a
-fresh policy over a frozen, randomly initialised CNN, since our PPO never trains the visual encoder) on
-ObjectNav + Pickup with the same env-step budget, then are evaluated on the same unseen houses.
+fresh policy over a frozen, randomly initialised CNN, since our PPO never trains the visual encoder, with CleanRL's
+from-scratch settings in place of FLaRe's fine-tuning ones: `FROM_SCRATCH`) on ObjectNav + Pickup with the same
+env-step budget, then are evaluated on the same unseen houses.
 
 Sample Factory's APPO (its defaults: GRU core, asynchronous sampling) runs in a venv of its own, since
 sample-factory 2.1.1 pins gymnasium 0.29.1 and numpy < 2 (`benchmarks/peer_sample_factory.py`, which this script
@@ -81,12 +82,19 @@ class GymGridhouse(gym.Env):
         return self._obs(obs), reward, terminated, truncated, info
 
 
+# CleanRL's ppo.py settings where ours differ (learning rate, entropy bonus, 4 minibatches, normalised
+# advantages) and no critic warm-up. FLaRe's own recipe (lr 2e-5, no entropy bonus, 200k steps of value-only
+# updates) is for fine-tuning a pretrained policy: from a random one, within a peer benchmark's budget, its actor
+# barely moves (0 % success at 65k steps, where these settings reach their first successes).
+FROM_SCRATCH = dict(lr=2.5e-4, entropy_coef=0.01, minibatches=4, normalize_advantages=True, critic_warmup_steps=0)
+
+
 def run_ours(steps: int, episodes: int, tmp: str) -> tuple[float, dict]:
     adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
     fresh = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
     init = save_checkpoint(Path(tmp) / "scratch" / "checkpoint.pt", fresh, adapter, kind="bc")
     config = PPOConfig(out=f"{tmp}/ours", init=str(init), families=FAMILIES, total_env_steps=steps,
-                       eval_every=10**12, eval_episodes=1, final_eval_episodes=0)  # fmt: skip
+                       eval_every=10**12, eval_episodes=1, final_eval_episodes=0, **FROM_SCRATCH)  # fmt: skip
     start = time.perf_counter()
     train_ppo(config)
     elapsed = time.perf_counter() - start

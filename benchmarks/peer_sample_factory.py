@@ -115,7 +115,13 @@ def sample_factory_cfg(steps: int, num_envs: int, train_dir: str):
 
 
 def latest_checkpoint(cfg) -> dict:
-    return Learner.load_checkpoint(Learner.get_checkpoints(Learner.checkpoint_dir(cfg, 0)), torch.device("cpu"))
+    """The run's last checkpoint, read with weights_only=False: Sample Factory pickles numpy scalars into it, which
+    torch >= 2.6 refuses by default (its own `Learner.load_checkpoint` then returns None); the file is the one
+    this run has just written."""
+    checkpoints = Learner.get_checkpoints(Learner.checkpoint_dir(cfg, 0))
+    if not checkpoints:
+        raise RuntimeError(f"Sample Factory wrote no checkpoint under {Learner.checkpoint_dir(cfg, 0)}")
+    return torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
 
 
 def train(steps: int, num_envs: int, train_dir: str):
