@@ -7,9 +7,9 @@ an image, the manipulation frame and the goal's word ids as vectors, the previou
 is held; its actions are the gridhouse's valid ones (what our mask allows). Both start from scratch on ObjectNav +
 Pickup with the same env-step budget, then are evaluated on the same unseen houses. Ours is a fresh policy with
 CleanRL's from-scratch settings in place of FLaRe's fine-tuning ones (`FROM_SCRATCH`) over a frozen visual
-encoder, since our PPO never trains it: a randomly initialised CNN, or with `--visual-from runs/perception` the
-pretrained one (the stand-in for DINOv2, as FLaRe's RL-from-scratch baseline keeps DINOv2), where the peers train
-their CNNs end to end.
+encoder, as FLaRe's is: a randomly initialised CNN, or with `--visual-from runs/perception` the pretrained one
+(the stand-in for DINOv2, as FLaRe's RL-from-scratch baseline keeps DINOv2); with `--train-visual` the CNN
+trains with the policy, end to end, as the peers train theirs.
 
 Sample Factory's APPO (its defaults: GRU core, asynchronous sampling) runs in a venv of its own, since
 sample-factory 2.1.1 pins gymnasium 0.29.1 and numpy < 2 (`benchmarks/peer_sample_factory.py`, which this script
@@ -17,7 +17,7 @@ runs with `--sample-factory-python`; create that venv as `benchmarks/requirement
 
     .venv/bin/pip install -r benchmarks/requirements-peer.txt
     .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50] [--sample-factory-python .venv-sf/bin/python]
-        [--visual-from runs/perception]
+        [--visual-from runs/perception | --train-visual]
 
 Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` (and `sps_sample_factory=`,
 `ratio_vs_sample_factory=`) last (env steps per second, training included), and each method's success on unseen
@@ -92,15 +92,17 @@ class GymGridhouse(gym.Env):
 FROM_SCRATCH = dict(lr=2.5e-4, entropy_coef=0.01, minibatches=4, normalize_advantages=True, critic_warmup_steps=0)
 
 
-def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "") -> tuple[float, dict]:
+def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_visual: bool = False):
     """A random policy trained by our PPO: over `visual_from`'s frozen encoder (as `ppo --visual-from` does), or
-    over a frozen, randomly initialised CNN when it is empty (no visual knowledge, as the peers start)."""
+    over a frozen, randomly initialised CNN when it is empty (no visual knowledge, as the peers start); with
+    `train_visual` that CNN trains with the policy, end to end, as the peers' do."""
     if not visual_from:
         adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
         fresh = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
         visual_from = str(save_checkpoint(Path(tmp) / "random_cnn" / "checkpoint.pt", fresh, adapter, kind="bc"))
     config = PPOConfig(out=f"{tmp}/ours", visual_from=visual_from, families=FAMILIES, total_env_steps=steps,
-                       eval_every=10**12, eval_episodes=1, final_eval_episodes=0, **FROM_SCRATCH)  # fmt: skip
+                       eval_every=10**12, eval_episodes=1, final_eval_episodes=0, train_visual=train_visual,
+                       **FROM_SCRATCH)  # fmt: skip
     start = time.perf_counter()
     train_ppo(config)
     elapsed = time.perf_counter() - start
@@ -163,6 +165,11 @@ def main() -> None:
     parser.add_argument("--visual-from", default="",
                         help="checkpoint whose frozen visual encoder ours trains over (e.g. runs/perception, the "
                              "stand-in for FLaRe's DINOv2); empty: a random CNN, as the peers start")  # fmt: skip
+    parser.add_argument(
+        "--train-visual",
+        action="store_true",
+        help="ours trains its CNN with the policy, end to end (ppo --train-visual), as the peers do",
+    )
     args = parser.parse_args()
     if "sample_factory" in args.peers and not args.sample_factory_python and args.peers != parser.get_default("peers"):
         parser.error(
@@ -171,7 +178,7 @@ def main() -> None:
     num_envs = PPOConfig.num_envs
     sps, success = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        sps["ours"], success["ours"] = run_ours(args.steps, args.episodes, tmp, args.visual_from)
+        sps["ours"], success["ours"] = run_ours(args.steps, args.episodes, tmp, args.visual_from, args.train_visual)
     if "recurrentppo" in args.peers:
         sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs)
     if "sample_factory" in args.peers and args.sample_factory_python:
@@ -181,7 +188,7 @@ def main() -> None:
     for name, rates in success.items():
         print(f"{name:<15} " + "  ".join(f"{f} {s:.0%}" for f, s in rates.items()) + f"  ({args.episodes} houses each)")
     print(f"envs={num_envs} steps={args.steps} peers={','.join(n for n in sps if n != 'ours')} "
-          f"ours_visual={args.visual_from or 'random_cnn'}")  # fmt: skip
+          f"ours_visual={args.visual_from or 'random_cnn'}{'_trained' if args.train_visual else ''}")  # fmt: skip
     print(" ".join(f"success_{name}={np.mean(list(rates.values())):.3f}" for name, rates in success.items()))
     print(" ".join(f"sps_{name}={value:.0f}" for name, value in sps.items()) + " " +
           " ".join(f"ratio_vs_{name}={sps['ours'] / sps[name]:.1f}" for name in sps if name != "ours"))  # fmt: skip

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -245,6 +246,39 @@ def test_from_scratch_keeps_only_the_visual_encoder(tmp_path, tiny_checkpoint):
     for a, b in zip(bc.visual.parameters(), scratch.visual.parameters(), strict=True):
         assert torch.equal(a, b) and not b.requires_grad
     assert not torch.equal(bc.actor.heads["logits"].weight, scratch.actor.heads["logits"].weight)
+
+
+def test_frames_kept_for_a_training_encoder_encode_to_the_torch_features(tiny_checkpoint):
+    """--train-visual: steps keep their preprocessed frames, flattened; encoding them gives what the encoder
+    gives the frames themselves."""
+    from flare_sim import make_vector_env
+    from flare_training.features import LEARNER_KEYS, VisualFrames
+
+    model, adapter, _ = load_checkpoint(tiny_checkpoint)
+    frames = VisualFrames(adapter)
+    envs = make_vector_env(3)
+    raw, _ = envs.reset(seed=4)
+    envs.close()
+    out = frames(raw)
+    assert set(out) == {"visual", *LEARNER_KEYS} and out["visual"].shape == (3, frames.size)
+    with torch.no_grad():
+        expected = model.visual(adapter.frames(raw))
+        assert torch.allclose(frames.encode(model.visual, torch.from_numpy(out["visual"])), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("train_visual", [False, True], ids=["frozen", "trained"])
+def test_the_visual_encoder_trains_only_with_train_visual(tmp_path, tiny_checkpoint, train_visual):
+    """Frozen by default (FLaRe); with --train-visual the losses train it, and each rollout acts with the
+    encoder as the last update left it (the update divides by that same policy)."""
+    config = _tiny_ppo(tmp_path / "run", tiny_checkpoint, updates=3, env_workers=2, train_visual=train_visual)
+    train_ppo(replace(config, critic_warmup_steps=0))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
+    before, _, _ = load_checkpoint(tiny_checkpoint)
+    after, _, _ = load_checkpoint(tmp_path / "run")
+    moved = [not torch.equal(a, b) for a, b in zip(before.visual.parameters(), after.visual.parameters(), strict=True)]
+    assert all(moved) if train_visual else not any(moved)
+    assert not torch.equal(before.actor.heads["logits"].weight, after.actor.heads["logits"].weight)
 
 
 def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint):

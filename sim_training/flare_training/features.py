@@ -67,3 +67,29 @@ class FrozenVisualFeatures:
         feeds = {f"images.{name}": tensor.numpy() for name, tensor in frames.items()}
         (visual,) = self._session.run(None, feeds)
         return {"visual": np.ascontiguousarray(visual, dtype=np.float32), **{k: obs[k] for k in LEARNER_KEYS}}
+
+
+class VisualFrames:
+    """The rollout envs' observation hook for an encoder that trains with the policy (`ppo --train-visual`).
+
+    Each step keeps its preprocessed frames, every camera flattened into one float32 vector under "visual" (the
+    slot the frozen encoder's features take otherwise), and every pass (acting, priming the KV-cache, the
+    update) encodes them with the encoder's current weights: after each update the features change, so none
+    can be kept. Picklable.
+    """
+
+    def __init__(self, adapter: ObservationAdapter) -> None:
+        self.adapter = adapter
+        self.shapes = {name: (3, h, w) for name, (h, w) in adapter.camera_shapes.items()}
+        self.sizes = [3 * h * w for h, w in adapter.camera_shapes.values()]
+        self.size = sum(self.sizes)
+
+    def __call__(self, obs: dict) -> dict:
+        frames = self.adapter.frames(obs)
+        flat = torch.cat([frames[name].flatten(1) for name in self.shapes], dim=1)
+        return {"visual": flat.numpy(), **{k: obs[k] for k in LEARNER_KEYS}}
+
+    def encode(self, visual: nn.Module, flat: torch.Tensor) -> torch.Tensor:
+        """Frames [..., size] -> the encoder's features [..., out_dim]."""
+        parts = zip(self.shapes.items(), flat.split(self.sizes, dim=-1), strict=True)
+        return visual({name: part.unflatten(-1, shape) for (name, shape), part in parts})

@@ -171,7 +171,8 @@ class VisualEncoder(nn.Module):
         for name in self.cameras:
             x = frames[name]
             lead = x.shape[:-3]
-            feats.append(self.encoders[name](x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1))
+            encoder = self.encoders[name]
+            feats.append(encoder(x.reshape(-1, *x.shape[-3:])).reshape(*lead, encoder.out_dim))  # lead may hold a 0
         return torch.cat(feats, dim=-1)
 
 

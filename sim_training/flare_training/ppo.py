@@ -3,7 +3,8 @@
 FLaRe's stabilisers are the defaults, each switchable for ablations: small learning rate (2e-5, 10x below
 BC), no entropy bonus, a critic that is a separate copy of the network, value-only updates first (critic
 warm-up), sparse success reward, KV-cache during rollouts, masked actions. The visual encoder is frozen (as
-FLaRe freezes DINOv2), so rollouts keep its features and updates never recompute it.
+FLaRe freezes DINOv2), so rollouts keep its features and updates never recompute it; for RL from scratch,
+`train_visual` trains the embedded CNN with the policy instead (rollouts keep frames, every pass encodes them).
 
 Sequences: each env's rollout is preceded by the part of its current episode collected earlier (the prefix)
 and followed by the next observation (for the bootstrap value); the transformer sees them whole with a
@@ -30,7 +31,7 @@ from flare_training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_
 from flare_training.distributed import GradientSync
 from flare_training.envs import Simulator, get_simulator, simulator_of
 from flare_training.evaluate import choose
-from flare_training.features import FrozenVisualFeatures
+from flare_training.features import FrozenVisualFeatures, VisualFrames
 from flare_training.inputs import ACTION_MASK, to_device
 from flare_training.model import ActorCritic, KVCache
 from flare_training.runlog import RunConfig, RunLog
@@ -59,6 +60,9 @@ class PPOConfig(RunConfig):
     critic_warmup_steps: int = 200_000  # FLaRe: env steps of value-only updates before the policy moves; 0: none
     normalize_advantages: bool = False  # FLaRe: no; per-minibatch normalisation as CleanRL does
     shared_critic: bool = False  # ablation: value head on the actor's network
+    # the embedded CNN trains with the policy, end to end (for RL from scratch; slower: every pass encodes the
+    # frames); FLaRe keeps the visual encoder frozen
+    train_visual: bool = False
     # Not FLaRe's recipe (0: off): on the steps whose view shows the goal's object, this x the cross-entropy to
     # the shortest-path expert's action joins the actor's loss, teaching the policy to go to a goal it sees
     # (gridhouse only: its expert and goal-cell labels; the expert costs env throughput)
@@ -82,7 +86,10 @@ def build_model(config: PPOConfig) -> tuple[ActorCritic, object, dict]:
         fresh = ActorCritic(model.config, adapter.camera_shapes, adapter.tokenizer.vocab)
         fresh.visual.load_state_dict(model.visual.state_dict())
         model = fresh
-    model.visual.requires_grad_(False)
+    if config.train_visual and model.config.visual != "cnn":
+        raise ValueError(f"--train-visual trains the embedded CNN; {source} has visual={model.config.visual!r}, "
+                         "which stays frozen: leave --train-visual off")  # fmt: skip
+    model.visual.requires_grad_(config.train_visual)
     return model, adapter, payload
 
 
@@ -143,12 +150,12 @@ class EnvLane:
 
 
 def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_envs: int, env_workers: int,
-               expert: bool = False):  # fmt: skip
-    """`env_workers` lanes, each stepped (and its frames encoded) by one worker process, or one in-process lane
-    when 0; also their first env indices, so env i is seeded alike whatever the split. `expert`: the envs
-    label every step with the expert's action and the goal's cells."""
+               expert: bool = False, frames: VisualFrames | None = None):  # fmt: skip
+    """`env_workers` lanes, each stepped (and its frames encoded, or with `frames` preprocessed) by one worker
+    process, or one in-process lane when 0; also their first env indices, so env i is seeded alike whatever the
+    split. `expert`: the envs label every step with the expert's action and the goal's cells."""
     shares = np.array_split(np.arange(num_envs), max(1, env_workers))
-    features = FrozenVisualFeatures(model.visual, adapter)
+    features = frames or FrozenVisualFeatures(model.visual, adapter)
     workers = min(1, env_workers)
     lanes = [
         EnvLane(
@@ -160,6 +167,12 @@ def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_en
         for share in shares
     ]
     return lanes, [int(share[0]) for share in shares]
+
+
+def encoded(model, batch: dict, frames: VisualFrames | None) -> dict:
+    """`batch` with its "visual" frames encoded by the model's current encoder (`--train-visual`), or as it is
+    (features of the frozen encoder, computed where the envs ran)."""
+    return batch if frames is None else {**batch, "visual": frames.encode(model.visual, batch["visual"])}
 
 
 def _pad_rows(rows: list[list[dict[str, torch.Tensor]]], length: int, like: dict) -> dict[str, torch.Tensor]:
@@ -373,23 +386,27 @@ class RolloutCollector:
     the other; actions are sampled at `temperature`; masked actions are never sampled (the simulator's
     embodiment). Ended episodes leave the history and the cache; their outcomes are kept per family (`recent`).
     With `expert`, each step also keeps the expert's action for the observation acted on (`expert`, -1 where
-    it has none) and whether that view shows the goal's object (`goal_in_view`).
+    it has none) and whether that view shows the goal's object (`goal_in_view`). With `train_visual`, steps keep
+    their frames (`VisualFrames`) and the encoder runs in the learner.
     The policy and its caches run on the model's device; what the collector returns is on the CPU.
     """
 
     def __init__(self, model, adapter, sim: Simulator, families: tuple[str, ...], seed: int, num_envs: int,
-                 env_workers: int, rollout: int = 0, temperature: float = 1.0, expert: bool = False):  # fmt: skip
+                 env_workers: int, rollout: int = 0, temperature: float = 1.0, expert: bool = False,
+                 train_visual: bool = False):  # fmt: skip
         self.model, self.adapter, self.rollout, self.temperature = model, adapter, rollout, temperature
         self.mask, self.expert = sim.action_mask, expert
         self.device = next(model.parameters()).device
-        self.lanes, self.first_envs = make_lanes(model, adapter, sim, families, num_envs, env_workers, expert)
+        self.frames = VisualFrames(adapter) if train_visual else None
+        self.lanes, self.first_envs = make_lanes(model, adapter, sim, families, num_envs, env_workers, expert,
+                                                 self.frames)  # fmt: skip
         for lane, first in zip(self.lanes, self.first_envs, strict=True):
             lane.reset(seed=seed + first)
         self.generator = torch.Generator().manual_seed(seed * 7919)
         self.recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))  # family -> recent outcomes
         # One step's input shapes, for padding prefixes (zeros: only shapes and dtypes are read).
         self.template = {
-            "visual": torch.zeros(model.visual.out_dim),
+            "visual": torch.zeros(self.frames.size if self.frames else model.visual.out_dim),
             "goal": torch.zeros(model.config.max_goal_tokens, dtype=torch.long),
             **{k: torch.zeros((), dtype=torch.long) for k in ("prev_action", "holding", "step")},
         }
@@ -403,7 +420,8 @@ class RolloutCollector:
     def decide(self, lane: EnvLane) -> None:
         """Choose the lane's next actions under the current policy and set its envs stepping."""
         inputs = self.step_inputs(lane)
-        logits = self.model.actor.step(to_device(inputs, self.device), lane.cache)["logits"].cpu()
+        step = encoded(self.model, to_device(inputs, self.device), self.frames)
+        logits = self.model.actor.step(step, lane.cache)["logits"].cpu()
         action = choose(logits / self.temperature, greedy=False, generator=self.generator, mask=self.mask)
         lane.envs.step_async(action.numpy())
         lane.inputs = inputs
@@ -441,7 +459,8 @@ class RolloutCollector:
             lengths = lane.history.lengths()
             pre = _pad_rows(lane.history.steps, int(lengths.max()), self.template)
             pre["episode"] = torch.zeros_like(pre["step"])
-            self.model.actor.prime(to_device(pre, self.device), lengths.to(self.device), lane.cache)
+            pre = encoded(self.model, to_device(pre, self.device), self.frames)
+            self.model.actor.prime(pre, lengths.to(self.device), lane.cache)
             lane.store.clear()
         for t in range(self.rollout):
             for lane in self.lanes:
@@ -499,17 +518,19 @@ class RolloutCollector:
 
 
 @torch.no_grad()
-def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=None) -> tuple[dict, float]:
+def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=None,
+              frames: VisualFrames | None = None) -> tuple[dict, float]:  # fmt: skip
     """Whole-sequence rows, old log-probs and values under the current weights, GAE advantages and returns, on
     the model's device; also how far the rollout's cached log-probs are from the sequence pass (0 up to float
-    error)."""
+    error). With `frames` the rows keep the frames, encoded for each pass."""
     device = next(model.parameters()).device
     steps = rollout.steps  # built into rows on the CPU, where the prefixes are; then moved once
     seq = to_device(build_sequences(rollout.prefix, {k: steps[k] for k in _STEP_KEYS}, steps["done"], rollout.last),
                     device)  # fmt: skip
     roll = to_device({k: steps[k] for k in ("action", "logprob", "reward", "done")}, device)
     index = seq.pop("index")
-    logits, values = separate_step.sequence(model, seq) if separate_step else model.sequence(seq)
+    features = encoded(model, seq, frames)
+    logits, values = separate_step.sequence(model, features) if separate_step else model.sequence(features)
     values = _gather(values, index)  # [B, T+1]
     old_logprob = action_logprob(_gather(logits, index[:, :-1]), roll["action"].T, mask)
     advantages, returns = gae(roll["reward"], values[:, :-1].T, roll["done"], values[:, -1], config.gamma,
@@ -522,10 +543,12 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
 
 
 def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, warmup: bool, separate_step=None,
-               sync: GradientSync | None = None, batch_total: int | None = None) -> dict[str, list[float]]:  # fmt: skip
+               sync: GradientSync | None = None, batch_total: int | None = None,
+               frames: VisualFrames | None = None) -> dict[str, list[float]]:  # fmt: skip
     """Epochs x minibatches of whole env sequences. With DD-PPO (`sync`), each minibatch's gradients are scaled
     by this rank's share of the global minibatch (`batch_total` rows in all) and summed over ranks before
-    clipping and the step (AllenAct's rule), so every rank takes the same step."""
+    clipping and the step (AllenAct's rule), so every rank takes the same step. With `frames` each minibatch's
+    frames go through the encoder, which the losses' gradients then train."""
     model.train()
     seq, index = batch["seq"], batch["index"]
     n = index.shape[0]
@@ -537,7 +560,7 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
         for c in torch.randperm(len(chunks)).tolist():
             rows = chunks[c]
             width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
-            mb = {k: v[rows, :width] for k, v in seq.items()}
+            mb = encoded(model, {k: v[rows, :width] for k, v in seq.items()}, frames)
             args = tuple(batch[k][rows] for k in ("index", "action", "old_logprob", "advantages", "returns"))
             guide = tuple(g[rows] for g in batch["guide"]) if "guide" in batch else None
             optimizer.zero_grad()
@@ -598,7 +621,7 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     resume = ckpt_path.exists()
     if resume:
         model, adapter, payload = load_checkpoint(ckpt_path)
-        model.visual.requires_grad_(False)
+        model.visual.requires_grad_(config.train_visual)
     else:
         model, adapter, payload = build_model(config)
     check_simulator(payload, sim, model.config.max_context)
@@ -606,8 +629,10 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     mask = sim.action_mask.to(ranks.device)
     params = [p for p in model.parameters() if p.requires_grad]
     distributed.broadcast_parameters(model, ranks)
-    # A separate critic's update runs beside the actor's, each on one CPU thread, where there are two threads.
+    # A separate critic's update runs beside the actor's, each on one CPU thread, where there are two threads
+    # (not when the encoder trains: both networks' losses then reach it through one shared pass).
     side_by_side = model.critic is not None and update_threads >= 2 and ranks.device.type == "cpu"
+    side_by_side = side_by_side and not config.train_visual
     separate_step = SeparateNetworkStep() if side_by_side else None
     optimizer = torch.optim.Adam(params, lr=config.lr * config.lr_multiplier, eps=1e-5)
     update, env_steps, evals = 0, 0, []
@@ -625,7 +650,8 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     # --- environments (fresh episodes on resume: a killed run's env state is gone); each rank its own houses --
     seed = config.seed * 100_003 + update + ranks.rank * config.num_envs
     collector = RolloutCollector(model, adapter, sim, families, seed, config.num_envs, config.env_workers,
-                                 config.rollout, expert=config.pursuit_coef > 0)  # fmt: skip
+                                 config.rollout, expert=config.pursuit_coef > 0,
+                                 train_visual=config.train_visual)  # fmt: skip
     if ranks.main:
         log.start()
     bar = tqdm(total=total_updates, initial=update, desc="ppo", unit="update", disable=not ranks.main)
@@ -638,10 +664,10 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
         warmup = env_steps < config.critic_warmup_steps  # value-only updates while the critic catches up
         env_steps += global_batch
         torch.set_num_threads(1 if separate_step is not None else update_threads)  # the update's threads
-        batch, cache_vs_sequence = ppo_batch(model, rollout, config, mask, separate_step)
+        batch, cache_vs_sequence = ppo_batch(model, rollout, config, mask, separate_step, collector.frames)
         update_start = time.perf_counter()
         stats = ppo_update(model, optimizer, params, batch, config, mask, warmup, separate_step, sync,
-                           config.num_envs * ranks.world)  # fmt: skip
+                           config.num_envs * ranks.world, collector.frames)  # fmt: skip
         spread = distributed.param_spread(params, ranks)
         if not ranks.main:
             continue
