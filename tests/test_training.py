@@ -268,16 +268,26 @@ def test_frames_kept_for_a_training_encoder_encode_to_the_torch_features(tiny_ch
 
 @pytest.mark.parametrize("train_visual", [False, True], ids=["frozen", "trained"])
 def test_the_visual_encoder_trains_only_with_train_visual(tmp_path, tiny_checkpoint, train_visual):
-    """Frozen by default (FLaRe); with --train-visual the losses train it, and each rollout acts with the
-    encoder as the last update left it (the update divides by that same policy)."""
-    config = _tiny_ppo(tmp_path / "run", tiny_checkpoint, updates=3, env_workers=2, train_visual=train_visual)
-    train_ppo(replace(config, critic_warmup_steps=0))
+    """Frozen by default (FLaRe); with --train-visual the losses train it, but not in the critic's warm-up (the
+    actor reads it too), and each rollout acts with the encoder as the last update left it (the update divides
+    by that same policy)."""
+    before, _, _ = load_checkpoint(tiny_checkpoint)
+
+    def encoder_moved(run: Path) -> list[bool]:
+        after, _, _ = load_checkpoint(run)
+        pairs = zip(before.visual.parameters(), after.visual.parameters(), strict=True)
+        return [not torch.equal(a, b) for a, b in pairs]
+
+    warmup = _tiny_ppo(tmp_path / "warmup", tiny_checkpoint, updates=1, env_workers=2, train_visual=train_visual)
+    train_ppo(warmup)
+    (row,) = [json.loads(line) for line in (tmp_path / "warmup" / "metrics.jsonl").read_text().splitlines()]
+    assert row["critic_warmup"] and row["approx_kl"] < 1e-12 and not any(encoder_moved(tmp_path / "warmup"))
+
+    train_ppo(replace(warmup, out=str(tmp_path / "run"), total_env_steps=3 * 2 * 16, critic_warmup_steps=0))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and max(r["cache_vs_sequence_logprob"] for r in rows) < 1e-5
-    before, _, _ = load_checkpoint(tiny_checkpoint)
+    assert all(encoder_moved(tmp_path / "run")) if train_visual else not any(encoder_moved(tmp_path / "run"))
     after, _, _ = load_checkpoint(tmp_path / "run")
-    moved = [not torch.equal(a, b) for a, b in zip(before.visual.parameters(), after.visual.parameters(), strict=True)]
-    assert all(moved) if train_visual else not any(moved)
     assert not torch.equal(before.actor.heads["logits"].weight, after.actor.heads["logits"].weight)
 
 

@@ -560,7 +560,10 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
         for c in torch.randperm(len(chunks)).tolist():
             rows = chunks[c]
             width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
-            mb = encoded(model, {k: v[rows, :width] for k, v in seq.items()}, frames)
+            mb = {k: v[rows, :width] for k, v in seq.items()}
+            if frames is not None:
+                with torch.set_grad_enabled(not warmup):  # warm-up: the encoder, which the actor reads, stays put
+                    mb = trained_features(model, mb, batch["index"][rows], frames)
             args = tuple(batch[k][rows] for k in ("index", "action", "old_logprob", "advantages", "returns"))
             guide = tuple(g[rows] for g in batch["guide"]) if "guide" in batch else None
             optimizer.zero_grad()
@@ -578,6 +581,20 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
             for k, v in terms.items():
                 stats[k].append(v.item())
     return stats
+
+
+def trained_features(model, mb: dict, index: torch.Tensor, frames: VisualFrames) -> dict:
+    """A minibatch's frames encoded for the update (`--train-visual`): the rollout's steps and the bootstrap
+    with gradients; the episode prefixes before them without (context only, as a truncated backward pass keeps
+    it: half the encoder's backward work); padding not at all (no step attends to it)."""
+    pos = torch.arange(mb["visual"].shape[1], device=index.device)[None]
+    live = (pos >= index[:, :1]) & (pos <= index[:, -1:])
+    past = pos < index[:, :1]
+    features = torch.zeros(*live.shape, model.visual.out_dim, device=index.device)
+    with torch.no_grad():
+        features[past] = frames.encode(model.visual, mb["visual"][past])
+    features[live] = frames.encode(model.visual, mb["visual"][live])
+    return {**mb, "visual": features}
 
 
 def apply_gradients(optimizer, params, max_grad_norm: float, sync: GradientSync | None, rows: int, total: float):
