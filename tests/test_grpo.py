@@ -154,7 +154,7 @@ def test_temperature_applies_to_sampling_and_log_probs_alike():
     collector = RolloutCollector.__new__(RolloutCollector)
     collector.model = type("M", (), {"actor": FixedLogits(logits)})()
     collector.mask, collector.temperature, collector.device = GRID, 1.6, torch.device("cpu")
-    collector.expert = False  # no expert labels: the pursuit loss is off
+    collector.expert, collector.frames = False, None  # no expert labels, features already computed
     collector.generator = torch.Generator().manual_seed(0)
     collector.step_inputs = lambda lane: {k: torch.zeros(lane.n, dtype=torch.long) for k in
                                           ("visual", "goal", "prev_action", "holding", "step")}  # fmt: skip
