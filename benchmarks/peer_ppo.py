@@ -92,17 +92,18 @@ class GymGridhouse(gym.Env):
 FROM_SCRATCH = dict(lr=2.5e-4, entropy_coef=0.01, minibatches=4, normalize_advantages=True, critic_warmup_steps=0)
 
 
-def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_visual: bool = False):
+def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_visual: bool = False,
+             epochs: int = PPOConfig.epochs):  # fmt: skip
     """A random policy trained by our PPO: over `visual_from`'s frozen encoder (as `ppo --visual-from` does), or
     over a frozen, randomly initialised CNN when it is empty (no visual knowledge, as the peers start); with
-    `train_visual` that CNN trains with the policy, end to end, as the peers' do."""
+    `train_visual` that CNN trains with the policy, end to end, as the peers' do; `epochs` over each rollout."""
     if not visual_from:
         adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
         fresh = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
         visual_from = str(save_checkpoint(Path(tmp) / "random_cnn" / "checkpoint.pt", fresh, adapter, kind="bc"))
     config = PPOConfig(out=f"{tmp}/ours", visual_from=visual_from, families=FAMILIES, total_env_steps=steps,
                        eval_every=10**12, eval_episodes=1, final_eval_episodes=0, train_visual=train_visual,
-                       **FROM_SCRATCH)  # fmt: skip
+                       epochs=epochs, **FROM_SCRATCH)  # fmt: skip
     start = time.perf_counter()
     train_ppo(config)
     elapsed = time.perf_counter() - start
@@ -170,6 +171,8 @@ def main() -> None:
         action="store_true",
         help="ours trains its CNN with the policy, end to end (ppo --train-visual), as the peers do",
     )
+    parser.add_argument("--epochs", type=int, default=PPOConfig.epochs,
+                        help="ours: PPO epochs over each rollout (Sample Factory's default is 1)")  # fmt: skip
     args = parser.parse_args()
     if "sample_factory" in args.peers and not args.sample_factory_python and args.peers != parser.get_default("peers"):
         parser.error(
@@ -178,7 +181,9 @@ def main() -> None:
     num_envs = PPOConfig.num_envs
     sps, success = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        sps["ours"], success["ours"] = run_ours(args.steps, args.episodes, tmp, args.visual_from, args.train_visual)
+        sps["ours"], success["ours"] = run_ours(
+            args.steps, args.episodes, tmp, args.visual_from, args.train_visual, args.epochs
+        )
     if "recurrentppo" in args.peers:
         sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs)
     if "sample_factory" in args.peers and args.sample_factory_python:
@@ -188,7 +193,8 @@ def main() -> None:
     for name, rates in success.items():
         print(f"{name:<15} " + "  ".join(f"{f} {s:.0%}" for f, s in rates.items()) + f"  ({args.episodes} houses each)")
     print(f"envs={num_envs} steps={args.steps} peers={','.join(n for n in sps if n != 'ours')} "
-          f"ours_visual={args.visual_from or 'random_cnn'}{'_trained' if args.train_visual else ''}")  # fmt: skip
+          f"ours_visual={args.visual_from or 'random_cnn'}{'_trained' if args.train_visual else ''} "
+          f"ours_epochs={args.epochs}")  # fmt: skip
     print(" ".join(f"success_{name}={np.mean(list(rates.values())):.3f}" for name, rates in success.items()))
     print(" ".join(f"sps_{name}={value:.0f}" for name, value in sps.items()) + " " +
           " ".join(f"ratio_vs_{name}={sps['ours'] / sps[name]:.1f}" for name in sps if name != "ours"))  # fmt: skip
