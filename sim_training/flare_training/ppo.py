@@ -584,10 +584,10 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
 
 
 def trained_features(model, mb: dict, index: torch.Tensor, frames: VisualFrames) -> dict:
-    """A minibatch's frames encoded for the update (`--train-visual`), the episode prefixes included (the
-    features the policy remembers are trained too), padding not at all (no step attends to it). Encoding the
-    prefixes without gradients made updates ~20 % faster but left ObjectNav at 3 % where the full gradient
-    reached 14 % (one run each at 524k env steps, docs/results.md)."""
+    """A minibatch's frames encoded for the update (`--train-visual`), the episode prefixes included (the exact
+    gradient: the features the policy remembers are trained too), padding not at all (no step attends to it).
+    Encoding the prefixes without gradients made updates ~20 % faster; in one run at 524k env steps it ended
+    at 3 % on ObjectNav against the exact gradient's 14 % (docs/results.md)."""
     pos = torch.arange(mb["visual"].shape[1], device=index.device)[None]
     live = pos <= index[:, -1:]  # up to the bootstrap observation
     features = torch.zeros(*live.shape, model.visual.out_dim, device=index.device)
