@@ -17,7 +17,7 @@ runs with `--sample-factory-python`; create that venv as `benchmarks/requirement
 
     .venv/bin/pip install -r benchmarks/requirements-peer.txt
     .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50] [--sample-factory-python .venv-sf/bin/python]
-        [--visual-from runs/perception | --train-visual]
+        [--visual-from runs/perception | --train-visual] [--epochs 4] [--seed 0]
 
 Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` (and `sps_sample_factory=`,
 `ratio_vs_sample_factory=`) last (env steps per second, training included), and each method's success on unseen
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from flare_core.actions import NO_PREVIOUS_ACTION, NUM_ACTIONS
@@ -93,17 +94,19 @@ FROM_SCRATCH = dict(lr=2.5e-4, entropy_coef=0.01, minibatches=4, normalize_advan
 
 
 def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_visual: bool = False,
-             epochs: int = PPOConfig.epochs):  # fmt: skip
+             epochs: int = PPOConfig.epochs, seed: int = 0):  # fmt: skip
     """A random policy trained by our PPO: over `visual_from`'s frozen encoder (as `ppo --visual-from` does), or
     over a frozen, randomly initialised CNN when it is empty (no visual knowledge, as the peers start); with
-    `train_visual` that CNN trains with the policy, end to end, as the peers' do; `epochs` over each rollout."""
+    `train_visual` that CNN trains with the policy, end to end, as the peers' do; `epochs` over each rollout;
+    `seed`: the policy's initialisation and the training houses."""
     if not visual_from:
         adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
+        torch.manual_seed(seed)
         fresh = ActorCritic(ModelConfig(vocab_size=len(adapter.tokenizer)), adapter.camera_shapes)
         visual_from = str(save_checkpoint(Path(tmp) / "random_cnn" / "checkpoint.pt", fresh, adapter, kind="bc"))
     config = PPOConfig(out=f"{tmp}/ours", visual_from=visual_from, families=FAMILIES, total_env_steps=steps,
                        eval_every=10**12, eval_episodes=1, final_eval_episodes=0, train_visual=train_visual,
-                       epochs=epochs, **FROM_SCRATCH)  # fmt: skip
+                       epochs=epochs, seed=seed, **FROM_SCRATCH)  # fmt: skip
     start = time.perf_counter()
     train_ppo(config)
     elapsed = time.perf_counter() - start
@@ -113,12 +116,12 @@ def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_v
     return sps, {f: r["success"] for f, r in results.items()}
 
 
-def run_recurrent_ppo(steps: int, episodes: int, num_envs: int) -> tuple[float, dict]:
+def run_recurrent_ppo(steps: int, episodes: int, num_envs: int, seed: int = 0) -> tuple[float, dict]:
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    envs = make_vec_env(GymGridhouse, n_envs=num_envs, seed=0)
-    model = RecurrentPPO("MultiInputLstmPolicy", envs, seed=0, verbose=0)
+    envs = make_vec_env(GymGridhouse, n_envs=num_envs, seed=seed)
+    model = RecurrentPPO("MultiInputLstmPolicy", envs, seed=seed, verbose=0)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     sps = model.num_timesteps / (time.perf_counter() - start)  # whole rollouts, as ours
@@ -138,11 +141,11 @@ def run_recurrent_ppo(steps: int, episodes: int, num_envs: int) -> tuple[float, 
     return sps, success
 
 
-def run_sample_factory(python: str, steps: int, episodes: int, num_envs: int) -> tuple[float, dict]:
+def run_sample_factory(python: str, steps: int, episodes: int, num_envs: int, seed: int = 0) -> tuple[float, dict]:
     """benchmarks/peer_sample_factory.py in Sample Factory's own venv; its `key=value` lines read back."""
     script = Path(__file__).with_name("peer_sample_factory.py")
-    done = subprocess.run([python, str(script), "--steps", str(steps), "--episodes", str(episodes), "--num-envs",
-                           str(num_envs)], capture_output=True, text=True, check=False)  # fmt: skip
+    argv = ["--steps", steps, "--episodes", episodes, "--num-envs", num_envs, "--seed", seed]
+    done = subprocess.run([python, str(script), *map(str, argv)], capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"peer_sample_factory.py failed ({done.returncode}):\n{done.stderr[-3000:]}")
     figures = dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
@@ -173,6 +176,9 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=PPOConfig.epochs,
                         help="ours: PPO epochs over each rollout (Sample Factory's default is 1)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0,
+                        help="every method's training seed (initialisation, training houses); the unseen houses "
+                             "stay the same")  # fmt: skip
     args = parser.parse_args()
     if "sample_factory" in args.peers and not args.sample_factory_python and args.peers != parser.get_default("peers"):
         parser.error(
@@ -182,19 +188,19 @@ def main() -> None:
     sps, success = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         sps["ours"], success["ours"] = run_ours(
-            args.steps, args.episodes, tmp, args.visual_from, args.train_visual, args.epochs
+            args.steps, args.episodes, tmp, args.visual_from, args.train_visual, args.epochs, args.seed
         )
     if "recurrentppo" in args.peers:
-        sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs)
+        sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs, args.seed)
     if "sample_factory" in args.peers and args.sample_factory_python:
         sps["sample_factory"], success["sample_factory"] = run_sample_factory(
-            args.sample_factory_python, args.steps, args.episodes, num_envs
+            args.sample_factory_python, args.steps, args.episodes, num_envs, args.seed
         )
     for name, rates in success.items():
         print(f"{name:<15} " + "  ".join(f"{f} {s:.0%}" for f, s in rates.items()) + f"  ({args.episodes} houses each)")
     print(f"envs={num_envs} steps={args.steps} peers={','.join(n for n in sps if n != 'ours')} "
           f"ours_visual={args.visual_from or 'random_cnn'}{'_trained' if args.train_visual else ''} "
-          f"ours_epochs={args.epochs}")  # fmt: skip
+          f"ours_epochs={args.epochs} seed={args.seed}")  # fmt: skip
     print(" ".join(f"success_{name}={np.mean(list(rates.values())):.3f}" for name, rates in success.items()))
     print(" ".join(f"sps_{name}={value:.0f}" for name, value in sps.items()) + " " +
           " ".join(f"ratio_vs_{name}={sps['ours'] / sps[name]:.1f}" for name in sps if name != "ours"))  # fmt: skip

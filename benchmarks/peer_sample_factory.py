@@ -102,12 +102,12 @@ def make_gridhouse(full_env_name, cfg=None, env_config=None, render_mode=None):
     return SampleFactoryGridhouse("train", FAMILIES, render_mode)
 
 
-def sample_factory_cfg(steps: int, num_envs: int, train_dir: str):
+def sample_factory_cfg(steps: int, num_envs: int, train_dir: str, seed: int = 0):
     """Sample Factory's configuration from its own parser: its defaults, but for device, budget and envs."""
     workers = min(multiprocessing.cpu_count(), num_envs // 2)  # its default: one worker a core
     while num_envs % (2 * workers):  # each worker's envs split in two halves (its double-buffered sampling)
         workers -= 1
-    argv = [f"--env={ENV_NAME}", "--experiment=appo", f"--train_dir={train_dir}", "--device=cpu", "--seed=0",
+    argv = [f"--env={ENV_NAME}", "--experiment=appo", f"--train_dir={train_dir}", "--device=cpu", f"--seed={seed}",
             f"--train_for_env_steps={steps}", f"--num_workers={workers}",
             f"--num_envs_per_worker={num_envs // workers}"]  # fmt: skip
     parser, _ = parse_sf_args(argv)
@@ -124,8 +124,8 @@ def latest_checkpoint(cfg) -> dict:
     return torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
 
 
-def train(steps: int, num_envs: int, train_dir: str):
-    cfg = sample_factory_cfg(steps, num_envs, train_dir)
+def train(steps: int, num_envs: int, train_dir: str, seed: int = 0):
+    cfg = sample_factory_cfg(steps, num_envs, train_dir, seed)
     start = time.perf_counter()
     status = run_rl(cfg)
     elapsed = time.perf_counter() - start
@@ -167,14 +167,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8192, help="env steps to train for")
     parser.add_argument("--episodes", type=int, default=50, help="unseen houses per family afterwards")
     parser.add_argument("--num-envs", type=int, default=NUM_ENVS, help="envs sampled at once (even)")
+    parser.add_argument("--seed", type=int, default=0, help="Sample Factory's --seed (the unseen houses stay the same)")
     args = parser.parse_args()
     if args.num_envs < 2 or args.num_envs % 2:
         parser.error("--num-envs must be even: Sample Factory splits each worker's envs in two halves")
     register_env(ENV_NAME, make_gridhouse)
     with tempfile.TemporaryDirectory() as train_dir:
-        sps, cfg = train(args.steps, args.num_envs, train_dir)
+        sps, cfg = train(args.steps, args.num_envs, train_dir, args.seed)
         success = evaluate(cfg, args.episodes)
-    print(f"envs={args.num_envs} steps={args.steps} episodes={args.episodes}")
+    print(f"envs={args.num_envs} steps={args.steps} episodes={args.episodes} seed={args.seed}")
     print(f"sps_sample_factory={sps:.0f}")
     for family, rate in success.items():
         print(f"success_sample_factory_{family}={rate:.3f}")

@@ -249,8 +249,8 @@ def test_from_scratch_keeps_only_the_visual_encoder(tmp_path, tiny_checkpoint):
 
 
 def test_frames_kept_for_a_training_encoder_encode_to_the_torch_features(tiny_checkpoint):
-    """--train-visual: steps keep their preprocessed frames, flattened; encoding them gives what the encoder
-    gives the frames themselves."""
+    """--train-visual: steps keep their frames resampled (uint8), flattened; normalised they are the preprocessed
+    frames bit for bit, and encoding them gives what the encoder gives the preprocessed frames."""
     from flare_sim import make_vector_env
     from flare_training.features import LEARNER_KEYS, VisualFrames
 
@@ -261,6 +261,10 @@ def test_frames_kept_for_a_training_encoder_encode_to_the_torch_features(tiny_ch
     envs.close()
     out = frames(raw)
     assert set(out) == {"visual", *LEARNER_KEYS} and out["visual"].shape == (3, frames.size)
+    assert out["visual"].dtype.name == "uint8"
+    images = frames.images(torch.from_numpy(out["visual"]))
+    for name, preprocessed in adapter.frames(raw).items():
+        assert torch.equal(images[name], preprocessed)
     with torch.no_grad():
         expected = model.visual(adapter.frames(raw))
         assert torch.allclose(frames.encode(model.visual, torch.from_numpy(out["visual"])), expected, atol=1e-6)

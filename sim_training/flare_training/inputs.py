@@ -11,7 +11,7 @@ import torch
 
 from flare_core.goal_tokenizer import GoalTokenizer
 from flare_core.model_card import CameraSpec
-from flare_core.preprocessing import PreprocessConfig, preprocess_batch
+from flare_core.preprocessing import PreprocessConfig, preprocess_batch, resample_batch
 from flare_sim import CAMERA_KEYS, GOAL_WORDS, GridhouseEnv
 
 # The gridhouse embodiment's valid actions (flare_core's one definition), as a torch mask over the 20 logits.
@@ -52,6 +52,11 @@ class ObservationAdapter:
             batch = np.asarray(obs[CAMERA_KEYS[cam.name]])
             out[cam.name] = torch.from_numpy(preprocess_batch(batch, cam.preprocessing, cam.name))
         return out
+
+    def resampled(self, obs: dict) -> dict[str, np.ndarray]:
+        """Batched uint8 frames [B, H, W, 3] -> uint8 [B, h, w, 3] per camera: `frames` before its normalisation
+        (a quarter of the bytes, for frames kept to be encoded later)."""
+        return {c.name: resample_batch(obs[CAMERA_KEYS[c.name]], c.preprocessing, c.name) for c in self.cameras}
 
     def goals(self, goals: Sequence[str]) -> torch.Tensor:
         return torch.from_numpy(self.tokenizer.encode_batch(list(goals)))

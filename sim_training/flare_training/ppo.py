@@ -414,8 +414,9 @@ class RolloutCollector:
         self.generator = torch.Generator().manual_seed(seed * 7919)
         self.recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))  # family -> recent outcomes
         # One step's input shapes, for padding prefixes (zeros: only shapes and dtypes are read).
+        visual = torch.zeros(self.frames.size, dtype=torch.uint8) if self.frames else torch.zeros(model.visual.out_dim)
         self.template = {
-            "visual": torch.zeros(self.frames.size if self.frames else model.visual.out_dim),
+            "visual": visual,
             "goal": torch.zeros(model.config.max_goal_tokens, dtype=torch.long),
             **{k: torch.zeros((), dtype=torch.long) for k in ("prev_action", "holding", "step")},
         }

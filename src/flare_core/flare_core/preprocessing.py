@@ -131,28 +131,41 @@ def _crop_to_aspect(img: np.ndarray, aspect: float) -> np.ndarray:
     return img[:, left : left + keep]
 
 
+def normalisation(config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel float32 (scale, offset) [3]: a normalised value is `float32(pixel) * scale + offset`, two
+    float32 operations in that order, so code on another array library doing the same gets the same bits."""
+    std = np.asarray(config.std, dtype=np.float64)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    offset = (-np.asarray(config.mean, dtype=np.float64) / std).astype(np.float32)
+    return scale, offset
+
+
 def _normalise(chw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """uint8 [B, 3, H, W] -> float32 ((x / 255) - mean) / std, as one scale-and-offset pass."""
-    std = np.asarray(config.std, dtype=np.float64)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)[:, None, None]
-    offset = (-np.asarray(config.mean, dtype=np.float64) / std).astype(np.float32)[:, None, None]
+    scale, offset = normalisation(config)
     out = np.ascontiguousarray(chw).astype(np.float32)
-    out *= scale
-    out += offset
+    out *= scale[:, None, None]
+    out += offset[:, None, None]
     return out
 
 
 def preprocess_batch(frames: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
-    """`preprocess` over a batch [B, H, W, 3] -> [B, 3, height, width]; the geometric steps run per frame only
-    when the card asks for them, the normalisation once for the whole batch (identical results)."""
+    """`preprocess` over a batch [B, H, W, 3] -> [B, 3, height, width] (identical results): `resample_batch`,
+    then the normalisation once for the whole batch."""
+    return _normalise(resample_batch(frames, config, camera).transpose(0, 3, 1, 2), config)
+
+
+def resample_batch(frames: np.ndarray, config: PreprocessConfig, camera: str = "camera") -> np.ndarray:
+    """`resample` over a batch [B, H, W, 3] -> uint8 [B, height, width, 3]; the geometric steps run per frame
+    only when the card asks for them (frames already at its size pass through as they are)."""
     frames = np.asarray(frames)
     if frames.ndim != 4:
         raise FrameError(f"{camera}: expected a batch of frames B x H x W x 3, got shape {frames.shape}")
     if len(frames) == 0:
-        return np.zeros((0, 3, config.height, config.width), dtype=np.float32)
+        return np.zeros((0, config.height, config.width, 3), dtype=np.uint8)
     check_frame(frames[0], camera)
     crops = (config.crop_top, config.crop_bottom, config.crop_left, config.crop_right)
     geometric = config.rotate_cw or any(crops) or config.keep_aspect
     if geometric or frames.shape[1:3] != (config.height, config.width):
-        return np.stack([preprocess(f, config, camera) for f in frames])
-    return _normalise(frames.transpose(0, 3, 1, 2), config)
+        return np.stack([resample(f, config, camera) for f in frames])
+    return frames
