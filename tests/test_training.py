@@ -17,7 +17,17 @@ from flare_training.checkpoint import load_checkpoint, save_checkpoint
 from flare_training.evaluate import choose
 from flare_training.inputs import ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer
 from flare_training.model import ActorCritic, ModelConfig
-from flare_training.ppo import PPOConfig, _pad_rows, build_sequences, ppo_losses, train_ppo
+from flare_training.ppo import (
+    _STEP_KEYS,
+    PPOConfig,
+    RolloutCollector,
+    _pad_rows,
+    acted_features,
+    build_sequences,
+    encoded,
+    ppo_losses,
+    train_ppo,
+)
 
 GRID = torch.from_numpy(get_embodiment("gridhouse").mask)
 TINY = ModelConfig(d_model=32, layers=2, heads=4, max_context=40, visual_dim=16, goal_dim=16, vocab_size=40)
@@ -270,11 +280,37 @@ def test_frames_kept_for_a_training_encoder_encode_to_the_torch_features(tiny_ch
         assert torch.allclose(frames.encode(model.visual, torch.from_numpy(out["visual"])), expected, atol=1e-6)
 
 
+def test_a_training_encoder_acts_as_it_is_now_and_the_update_reads_what_it_acted_on(tmp_path, tiny_checkpoint):
+    """--train-visual: each rollout encodes its steps' frames and re-encodes its episode prefixes with the
+    encoder as it is at that rollout (after the last update moved it), and the update's first pass reads those
+    very features where `build_sequences` puts the frames."""
+    from flare_training.envs import get_simulator
+
+    model, adapter, _ = load_checkpoint(tiny_checkpoint)
+    config = _tiny_ppo(tmp_path, tiny_checkpoint, updates=1)
+    sim = get_simulator(config.env, config.thor)
+    collector = RolloutCollector(model, adapter, sim, sim.train_families, 0, 2, 0, rollout=8, train_visual=True)
+    try:
+        for rollout_number in range(3):
+            rollout = collector.collect()
+            assert rollout_number == 0 or any(len(p) for p in rollout.prefix_features)  # episodes carried over
+            rows = build_sequences(rollout.prefix, {k: rollout.steps[k] for k in _STEP_KEYS}, rollout.steps["done"],
+                                   rollout.last)  # fmt: skip
+            with torch.no_grad():
+                now = collector.frames.encode(model.visual, rollout.steps["visual"])
+                assert torch.allclose(rollout.steps["features"], now, atol=1e-5)
+                fresh = encoded(model, rows, collector.frames, rows["index"][:, -1])["visual"]
+                assert torch.allclose(acted_features(rollout, rows["index"], rows["visual"].shape[1]), fresh, atol=1e-5)
+                for p in model.visual.parameters():  # an update moves the encoder
+                    p.add_(0.05 * torch.randn_like(p))
+    finally:
+        collector.close()
+
+
 @pytest.mark.parametrize("train_visual", [False, True], ids=["frozen", "trained"])
 def test_the_visual_encoder_trains_only_with_train_visual(tmp_path, tiny_checkpoint, train_visual):
     """Frozen by default (FLaRe); with --train-visual the losses train it, but not in the critic's warm-up (the
-    actor reads it too), and each rollout acts with the encoder as the last update left it (the update divides
-    by that same policy)."""
+    actor reads it too), and the update divides by the policy that acted (cached log-probs = the sequence's)."""
     before, _, _ = load_checkpoint(tiny_checkpoint)
 
     def encoder_moved(run: Path) -> list[bool]:

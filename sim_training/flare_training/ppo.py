@@ -4,7 +4,8 @@ FLaRe's stabilisers are the defaults, each switchable for ablations: small learn
 BC), no entropy bonus, a critic that is a separate copy of the network, value-only updates first (critic
 warm-up), sparse success reward, KV-cache during rollouts, masked actions. The visual encoder is frozen (as
 FLaRe freezes DINOv2), so rollouts keep its features and updates never recompute it; for RL from scratch,
-`train_visual` trains the embedded CNN with the policy instead (rollouts keep frames, every pass encodes them).
+`train_visual` trains the embedded CNN with the policy instead (rollouts keep frames and the features they
+acted on; every update pass encodes the frames again).
 
 Sequences: each env's rollout is preceded by the part of its current episode collected earlier (the prefix)
 and followed by the next observation (for the bootstrap value); the transformer sees them whole with a
@@ -348,11 +349,15 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Rollout:
     """`rollout` steps of every env: per-step tensors [T, B] (inputs, action, logprob, reward, done), the episode
-    prefixes before them and the observation after them (the bootstrap)."""
+    prefixes before them and the observation after them (the bootstrap). With `--train-visual` (the steps keep
+    frames), also the encoder's features acted on: `steps["features"]` [T, B, D], per env its prefix's
+    (`prefix_features`, [P_i, D] each) and the bootstrap observation's (`last_features`, [B, D])."""
 
     prefix: list
     steps: dict[str, torch.Tensor]
     last: dict[str, torch.Tensor]
+    prefix_features: list[torch.Tensor] | None = None
+    last_features: torch.Tensor | None = None
 
 
 @dataclass
@@ -396,7 +401,8 @@ class RolloutCollector:
     embodiment). Ended episodes leave the history and the cache; their outcomes are kept per family (`recent`).
     With `expert`, each step also keeps the expert's action for the observation acted on (`expert`, -1 where
     it has none) and whether that view shows the goal's object (`goal_in_view`). With `train_visual`, steps keep
-    their frames (`VisualFrames`) and the encoder runs in the learner.
+    their frames (`VisualFrames`) and the features they were acted on with (`features`): the encoder runs in the
+    learner.
     The policy and its caches run on the model's device; what the collector returns is on the CPU.
     """
 
@@ -431,6 +437,8 @@ class RolloutCollector:
         """Choose the lane's next actions under the current policy and set its envs stepping."""
         inputs = self.step_inputs(lane)
         step = encoded(self.model, to_device(inputs, self.device), self.frames)
+        if self.frames is not None:  # the first update pass reads them, not the frames encoded again
+            lane.store["features"].append(step["visual"].cpu())
         logits = self.model.actor.step(step, lane.cache)["logits"].cpu()
         action = choose(logits / self.temperature, greedy=False, generator=self.generator, mask=self.mask)
         lane.envs.step_async(action.numpy())
@@ -465,13 +473,15 @@ class RolloutCollector:
     def collect(self) -> Rollout:
         self.model.eval()
         prefix = [list(s) for lane in self.lanes for s in lane.history.steps]
+        prefix_features = []
         for lane in self.lanes:
             lengths = lane.history.lengths()
             pre = _pad_rows(lane.history.steps, int(lengths.max()), self.template)
             pre["episode"] = torch.zeros_like(pre["step"])
-            lengths = lengths.to(self.device)
-            pre = encoded(self.model, to_device(pre, self.device), self.frames, lengths - 1)
-            self.model.actor.prime(pre, lengths, lane.cache)
+            pre = encoded(self.model, to_device(pre, self.device), self.frames, lengths.to(self.device) - 1)
+            self.model.actor.prime(pre, lengths.to(self.device), lane.cache)
+            if self.frames is not None:
+                prefix_features += [row[:n].cpu() for row, n in zip(pre["visual"], lengths.tolist(), strict=True)]
             lane.store.clear()
         for t in range(self.rollout):
             for lane in self.lanes:
@@ -483,7 +493,10 @@ class RolloutCollector:
         bootstrap = [self.step_inputs(lane) for lane in self.lanes]  # the observation after the rollout
         last = {k: torch.cat([b[k] for b in bootstrap]) for k in _STEP_KEYS}
         steps = {k: torch.cat([torch.stack(lane.store[k]) for lane in self.lanes], dim=1) for k in self.lanes[0].store}
-        return Rollout(prefix, steps, last)
+        if self.frames is None:
+            return Rollout(prefix, steps, last)
+        last_features = encoded(self.model, to_device(last, self.device), self.frames)["visual"].cpu()
+        return Rollout(prefix, steps, last, prefix_features, last_features)
 
     @torch.no_grad()
     def collect_episodes(self, seeds: list[int]) -> Episodes:
@@ -533,14 +546,17 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
               frames: VisualFrames | None = None) -> tuple[dict, float]:  # fmt: skip
     """Whole-sequence rows, old log-probs and values under the current weights, GAE advantages and returns, on
     the model's device; also how far the rollout's cached log-probs are from the sequence pass (0 up to float
-    error). With `frames` the rows keep the frames, encoded for each pass."""
+    error). With `frames` the rows keep the frames, for the update to encode; this pass reads the features the
+    rollout acted on."""
     device = next(model.parameters()).device
     steps = rollout.steps  # built into rows on the CPU, where the prefixes are; then moved once
-    seq = to_device(build_sequences(rollout.prefix, {k: steps[k] for k in _STEP_KEYS}, steps["done"], rollout.last),
-                    device)  # fmt: skip
+    rows = build_sequences(rollout.prefix, {k: steps[k] for k in _STEP_KEYS}, steps["done"], rollout.last)
+    # The features the rollout acted on (frames, `--train-visual`): the weights have not moved since
+    acted = None if frames is None else acted_features(rollout, rows["index"], rows["visual"].shape[1])
+    seq = to_device(rows, device)
     roll = to_device({k: steps[k] for k in ("action", "logprob", "reward", "done")}, device)
     index = seq.pop("index")
-    features = encoded(model, seq, frames, index[:, -1])  # up to each row's bootstrap observation
+    features = seq if acted is None else {**seq, "visual": acted.to(device)}
     logits, values = separate_step.sequence(model, features) if separate_step else model.sequence(features)
     values = _gather(values, index)  # [B, T+1]
     old_logprob = action_logprob(_gather(logits, index[:, :-1]), roll["action"].T, mask)
@@ -551,6 +567,17 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
     if "expert" in steps:  # the pursuit loss's labels: the expert's action where the goal's object is in view
         batch["guide"] = (steps["expert"].T.to(device), steps["goal_in_view"].T.to(device))
     return batch, (old_logprob - roll["logprob"].T).abs().max().item()
+
+
+def acted_features(rollout: Rollout, index: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, length, D]: the features `rollout` acted on, where `build_sequences` puts their frames (`index`);
+    zeros in the padding, as the encoder leaves it."""
+    acted = torch.cat([rollout.steps["features"], rollout.last_features[None]]).transpose(0, 1)  # [B, T+1, D]
+    out = torch.zeros(len(index), length, acted.shape[-1])
+    for row, prefix in zip(out, rollout.prefix_features, strict=True):
+        row[: len(prefix)] = prefix
+    out[torch.arange(len(out))[:, None], index] = acted
+    return out
 
 
 def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, warmup: bool, separate_step=None,
