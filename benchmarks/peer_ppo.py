@@ -17,7 +17,8 @@ runs with `--sample-factory-python`; create that venv as `benchmarks/requirement
 
     .venv/bin/pip install -r benchmarks/requirements-peer.txt
     .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50] [--sample-factory-python .venv-sf/bin/python]
-        [--visual-from runs/perception | --train-visual] [--epochs 4] [--minibatches 4] [--seed 0]
+        [--visual-from runs/perception | --train-visual] [--epochs 4] [--minibatches 4]
+        [--max-grad-norm 0.5] [--seed 0]
 
 Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` (and `sps_sample_factory=`,
 `ratio_vs_sample_factory=`) last (env steps per second, training included), and each method's success on unseen
@@ -93,13 +94,12 @@ class GymGridhouse(gym.Env):
 FROM_SCRATCH = dict(lr=2.5e-4, entropy_coef=0.01, minibatches=4, normalize_advantages=True, critic_warmup_steps=0)
 
 
-def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_visual: bool = False,
-             epochs: int = PPOConfig.epochs, minibatches: int = FROM_SCRATCH["minibatches"],
-             seed: int = 0):  # fmt: skip
+def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_visual: bool = False, seed: int = 0,
+             **settings):  # fmt: skip
     """A random policy trained by our PPO: over `visual_from`'s frozen encoder (as `ppo --visual-from` does), or
     over a frozen, randomly initialised CNN when it is empty (no visual knowledge, as the peers start); with
-    `train_visual` that CNN trains with the policy, end to end, as the peers' do; `epochs` over each rollout,
-    in `minibatches` each; `seed`: the policy's initialisation and the training houses."""
+    `train_visual` that CNN trains with the policy, end to end, as the peers' do; `seed`: the policy's
+    initialisation and the training houses; `settings`: PPOConfig fields in place of `FROM_SCRATCH`'s."""
     if not visual_from:
         adapter = ObservationAdapter(gridhouse_tokenizer(), gridhouse_cameras())
         torch.manual_seed(seed)
@@ -107,7 +107,7 @@ def run_ours(steps: int, episodes: int, tmp: str, visual_from: str = "", train_v
         visual_from = str(save_checkpoint(Path(tmp) / "random_cnn" / "checkpoint.pt", fresh, adapter, kind="bc"))
     config = PPOConfig(out=f"{tmp}/ours", visual_from=visual_from, families=FAMILIES, total_env_steps=steps,
                        eval_every=10**12, eval_episodes=1, final_eval_episodes=0, train_visual=train_visual,
-                       **{**FROM_SCRATCH, "minibatches": minibatches}, epochs=epochs, seed=seed)  # fmt: skip
+                       seed=seed, **{**FROM_SCRATCH, **settings})  # fmt: skip
     start = time.perf_counter()
     train_ppo(config)
     elapsed = time.perf_counter() - start
@@ -179,6 +179,8 @@ def main() -> None:
                         help="ours: PPO epochs over each rollout (Sample Factory's default is 1)")  # fmt: skip
     parser.add_argument("--minibatches", type=int, default=FROM_SCRATCH["minibatches"],
                         help="ours: minibatches (gradient steps) per epoch")  # fmt: skip
+    parser.add_argument("--max-grad-norm", type=float, default=PPOConfig.max_grad_norm,
+                        help="ours: gradient clipping (global norm; Sample Factory's default is 4.0)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0,
                         help="every method's training seed (initialisation, training houses); the unseen houses "
                              "stay the same")  # fmt: skip
@@ -191,7 +193,8 @@ def main() -> None:
     sps, success = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         sps["ours"], success["ours"] = run_ours(args.steps, args.episodes, tmp, args.visual_from, args.train_visual,
-                                                args.epochs, args.minibatches, args.seed)  # fmt: skip
+                                                args.seed, epochs=args.epochs, minibatches=args.minibatches,
+                                                max_grad_norm=args.max_grad_norm)  # fmt: skip
     if "recurrentppo" in args.peers:
         sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs, args.seed)
     if "sample_factory" in args.peers and args.sample_factory_python:
@@ -202,7 +205,8 @@ def main() -> None:
         print(f"{name:<15} " + "  ".join(f"{f} {s:.0%}" for f, s in rates.items()) + f"  ({args.episodes} houses each)")
     print(f"envs={num_envs} steps={args.steps} peers={','.join(n for n in sps if n != 'ours')} "
           f"ours_visual={args.visual_from or 'random_cnn'}{'_trained' if args.train_visual else ''} "
-          f"ours_epochs={args.epochs} ours_minibatches={args.minibatches} seed={args.seed}")  # fmt: skip
+          f"ours_epochs={args.epochs} ours_minibatches={args.minibatches} ours_max_grad_norm={args.max_grad_norm} "
+          f"seed={args.seed}")  # fmt: skip
     print(" ".join(f"success_{name}={np.mean(list(rates.values())):.3f}" for name, rates in success.items()))
     print(" ".join(f"sps_{name}={value:.0f}" for name, value in sps.items()) + " " +
           " ".join(f"ratio_vs_{name}={sps['ours'] / sps[name]:.1f}" for name in sps if name != "ours"))  # fmt: skip

@@ -61,8 +61,8 @@ class PPOConfig(RunConfig):
     critic_warmup_steps: int = 200_000  # FLaRe: env steps of value-only updates before the policy moves; 0: none
     normalize_advantages: bool = False  # FLaRe: no; per-minibatch normalisation as CleanRL does
     shared_critic: bool = False  # ablation: value head on the actor's network
-    # the embedded CNN trains with the policy, end to end (for RL from scratch; slower: every pass encodes the
-    # frames); FLaRe keeps the visual encoder frozen
+    # the embedded CNN trains with the policy, end to end (for RL from scratch; slower: every update pass
+    # encodes the frames again); FLaRe keeps the visual encoder frozen
     train_visual: bool = False
     # Not FLaRe's recipe (0: off): on the steps whose view shows the goal's object, this x the cross-entropy to
     # the shortest-path expert's action joins the actor's loss, teaching the policy to go to a goal it sees
