@@ -7,6 +7,8 @@ first update is the only critic warm-up (value-only, cheaper) and pays one-time 
 Baseline measured in the same run: the same envs stepped with no model (`env_only_sps`), so
 `sps_over_env_only` is the share of simulator speed that learning keeps. A fresh policy calls `end` often,
 so its episodes are short and resets frequent: pass --init runs/bc for a trained policy's episodes.
+`--train-visual` trains the CNN with the policy (`ppo --train-visual`, every update pass encodes the frames)
+and `--epochs` sets PPO's epochs per rollout (4 by default).
 
 `--ranks N` measures DD-PPO instead: the same run under torchrun with 1 rank and with N ranks (each rank its
 own 32 envs), `scaling_efficiency` = N-rank env steps/s / (N x 1-rank env steps/s), both measured in this run.
@@ -14,7 +16,8 @@ On a machine with fewer cores than ranks x env workers the ranks share cores and
 `--device cuda` puts each rank's learner on its own GPU (ranks reduce with nccl): on an N-GPU machine,
 `--ranks N --device cuda` measures the multi-GPU scaling.
 
-    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc] [--ranks 2] [--device cuda]
+    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc] [--train-visual] [--epochs 1]
+    .venv/bin/python benchmarks/ppo_throughput.py [--updates 6] [--init runs/bc] --ranks 2 [--device cuda]
 """
 
 from __future__ import annotations
@@ -91,7 +94,12 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=1, help="DD-PPO: compare 1 rank with this many (torchrun)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="each rank's learner: cpu (gloo) or its own GPU (nccl); with --ranks")  # fmt: skip
+    parser.add_argument("--train-visual", action="store_true",
+                        help="the CNN trains with the policy (ppo --train-visual), not frozen")  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=PPOConfig.epochs, help="PPO epochs over each rollout")
     args = parser.parse_args()
+    if args.ranks > 1 and (args.train_visual or args.epochs != PPOConfig.epochs):
+        parser.error("--train-visual and --epochs measure one process; leave --ranks out")
     if args.ranks > 1:
         main_ranks(args)
         return
@@ -101,12 +109,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         init = args.init or fresh_init(tmp)
         config = PPOConfig(out=f"{tmp}/run", init=init, eval_every=10**12, eval_episodes=1, final_eval_episodes=0,
-                           env_workers=args.env_workers)  # fmt: skip
+                           env_workers=args.env_workers, train_visual=args.train_visual,
+                           epochs=args.epochs)  # fmt: skip
         config.critic_warmup_steps = config.batch_steps  # one value-only update, then the full update is timed
         config.total_env_steps = config.batch_steps * args.updates
         where = f"{config.env_workers} lanes, a worker process each" if config.env_workers else "the learner's process"
+        encoder = "trained with the policy" if config.train_visual else "frozen"
         print(f"PPO: {config.num_envs} envs in {where}, {config.rollout}-step rollouts, {config.epochs} epochs, "
-              f"{args.updates} updates")  # fmt: skip
+              f"{args.updates} updates, visual encoder {encoder}")  # fmt: skip
         train_ppo(config)
         rows = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
         rows = [r for r in rows if not r["critic_warmup"]]
