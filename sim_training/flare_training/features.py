@@ -75,9 +75,9 @@ class VisualFrames:
 
     Each step keeps its frames resampled to the card's size but not yet normalised, uint8 (a quarter of the
     float32 bytes through the workers' pipes and in the rollout), every camera flattened into one vector under
-    "visual" (the slot the frozen encoder's features take otherwise). Every pass (acting, priming the KV-cache,
-    the update) normalises and encodes them with the encoder's current weights: after each update the features
-    change, so none can be kept. Picklable.
+    "visual" (the slot the frozen encoder's features take otherwise). Acting and priming the KV-cache normalise
+    and encode them with the encoder's current weights (the old-log-prob pass reads those features), and every
+    update pass encodes them again: each optimiser step changes the features. Picklable.
     """
 
     def __init__(self, adapter: ObservationAdapter) -> None:
