@@ -478,8 +478,9 @@ class RolloutCollector:
             lengths = lane.history.lengths()
             pre = _pad_rows(lane.history.steps, int(lengths.max()), self.template)
             pre["episode"] = torch.zeros_like(pre["step"])
-            pre = encoded(self.model, to_device(pre, self.device), self.frames, lengths.to(self.device) - 1)
-            self.model.actor.prime(pre, lengths.to(self.device), lane.cache)
+            on_device = lengths.to(self.device)
+            pre = encoded(self.model, to_device(pre, self.device), self.frames, on_device - 1)
+            self.model.actor.prime(pre, on_device, lane.cache)
             if self.frames is not None:
                 prefix_features += [row[:n].cpu() for row, n in zip(pre["visual"], lengths.tolist(), strict=True)]
             lane.store.clear()
