@@ -29,6 +29,7 @@ from flare_training.ppo import (
     Episodes,
     RolloutCollector,
     action_logprob,
+    adam,
     apply_gradients,
     check_simulator,
     open_run,
@@ -233,7 +234,7 @@ def _train(config: GRPOConfig, ranks: distributed.Ranks) -> Path:
     mask = sim.action_mask.to(ranks.device)
     params = [p for p in model.actor.parameters() if p.requires_grad]  # no critic: it stays as loaded
     distributed.broadcast_parameters(model, ranks)
-    optimizer = torch.optim.Adam(params, lr=config.lr, eps=1e-5)
+    optimizer = adam(params, config.lr)
     update, env_steps, evals, next_group = 0, 0, [], 0
     if resume:
         update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "grpo", config)
