@@ -20,7 +20,7 @@ from flare_training.distributed import GradientSync, Ranks, learner_device
 from flare_training.grpo import GRPOConfig, group_advantages, grpo_update, select_rows, sequence_logprob
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer, to_device
 from flare_training.model import ActorCritic, ModelConfig
-from flare_training.ppo import Episodes, PPOConfig, build_sequences, ppo_update
+from flare_training.ppo import Episodes, PPOConfig, adam, build_sequences, ppo_update
 
 ENVS, T = 4, 6
 
@@ -112,7 +112,7 @@ def run_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
     torch.manual_seed(100 + rank)  # the shuffles differ per rank; with one minibatch they do not matter
     model = tiny_model()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
+    optimizer = adam(params, 1e-3)  # the optimiser every rank of a run steps
     sync = GradientSync(params, Ranks(rank, world))
     half = ENVS // world
     for update in range(updates):
@@ -133,7 +133,7 @@ def test_two_ranks_take_the_one_rank_step_over_the_union_and_stay_identical():
 
     model = tiny_model()  # one process, both halves at once
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
+    optimizer = adam(params, 1e-3)  # the optimiser every rank of a run steps
     for update in range(updates):
         ppo_update(model, optimizer, params, synthetic_batch(model, seed=update), CONFIG, ACTION_MASK, False)
     single = flat(params)
