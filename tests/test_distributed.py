@@ -20,7 +20,7 @@ from flare_training.distributed import GradientSync, Ranks, learner_device
 from flare_training.grpo import GRPOConfig, group_advantages, grpo_update, select_rows, sequence_logprob
 from flare_training.inputs import ACTION_MASK, ObservationAdapter, gridhouse_cameras, gridhouse_tokenizer, to_device
 from flare_training.model import ActorCritic, ModelConfig
-from flare_training.ppo import Episodes, PPOConfig, adam, build_sequences, ppo_update
+from flare_training.ppo import Episodes, PPOConfig, ReturnNormalizer, adam, build_sequences, ppo_update
 
 ENVS, T = 4, 6
 
@@ -63,6 +63,14 @@ def rows(batch: dict, keep: slice) -> dict:
 
 
 CONFIG = PPOConfig(epochs=2, minibatches=1)
+
+
+def normalized_returns(batch: dict, norm: ReturnNormalizer) -> dict:
+    """The batch with its returns on a success-reward scale, then normalised (`ppo --normalize-returns`): each
+    rank's statistics must be the union's, or the ranks' targets differ from the one-rank run's."""
+    returns = 10 * batch["returns"] + 3
+    norm.update(returns)
+    return {**batch, "returns": norm.normalize(returns)}
 
 
 def join_group(rank: int, world: int, port: int) -> None:
@@ -114,9 +122,11 @@ def run_rank(rank: int, world: int, port: int, updates: int, queue) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = adam(params, 1e-3)  # the optimiser every rank of a run steps
     sync = GradientSync(params, Ranks(rank, world))
+    norm = ReturnNormalizer(Ranks(rank, world))
     half = ENVS // world
     for update in range(updates):
         batch = rows(synthetic_batch(model, seed=update), slice(rank * half, (rank + 1) * half))
+        batch = normalized_returns(batch, norm)
         ppo_update(model, optimizer, params, batch, CONFIG, ACTION_MASK, False, sync=sync, batch_total=ENVS)
     send_params(params, rank, world, queue)
 
@@ -134,8 +144,10 @@ def test_two_ranks_take_the_one_rank_step_over_the_union_and_stay_identical():
     model = tiny_model()  # one process, both halves at once
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = adam(params, 1e-3)  # the optimiser every rank of a run steps
+    norm = ReturnNormalizer()
     for update in range(updates):
-        ppo_update(model, optimizer, params, synthetic_batch(model, seed=update), CONFIG, ACTION_MASK, False)
+        batch = normalized_returns(synthetic_batch(model, seed=update), norm)
+        ppo_update(model, optimizer, params, batch, CONFIG, ACTION_MASK, False)
     single = flat(params)
     assert (torch.tensor(rank_params[0]) - single).abs().max().item() <= 1e-6
     assert (single - flat(tiny_model().parameters())).abs().max() > 1e-4

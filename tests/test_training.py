@@ -20,6 +20,7 @@ from flare_training.model import ActorCritic, ModelConfig
 from flare_training.ppo import (
     _STEP_KEYS,
     PPOConfig,
+    ReturnNormalizer,
     RolloutCollector,
     _pad_rows,
     acted_features,
@@ -331,11 +332,35 @@ def test_the_visual_encoder_trains_only_with_train_visual(tmp_path, tiny_checkpo
     assert not torch.equal(before.actor.heads["logits"].weight, after.actor.heads["logits"].weight)
 
 
+def test_return_statistics_are_every_rollouts_so_far_and_normalising_inverts():
+    """Sample Factory's running statistics: one pseudo-return of mean 0 and variance 1, then every batch merged
+    in; so after batches of a success-reward scale they are the data's, and the critic's targets have unit
+    spread."""
+    g = torch.Generator().manual_seed(0)
+    batches = [10 * torch.rand(32, 128, generator=g).pow(8) for _ in range(5)]  # sparse: mostly near 0
+    norm = ReturnNormalizer()
+    for b in batches:
+        norm.update(b)
+    data = torch.cat([b.reshape(-1) for b in batches]).double()
+    n = len(data)
+    mean = data.sum() / (n + 1)
+    m2 = 1.0 + ((data - data.mean()) ** 2).sum() + data.mean() ** 2 * n / (n + 1)
+    assert abs(norm.mean - mean.item()) < 1e-9 and abs(norm.var - (m2 / (n + 1)).item()) < 1e-9
+    targets = norm.normalize(batches[-1])
+    assert abs(targets.mean().item()) < 0.1 and abs(targets.std().item() - 1) < 0.1
+    inside = targets.abs() < ReturnNormalizer.CLIP  # the clipped tail does not come back, as upstream
+    assert torch.allclose(norm.denormalize(targets)[inside], batches[-1][inside], atol=1e-5)
+    restored = ReturnNormalizer()
+    restored.load_state_dict(norm.state_dict())
+    assert torch.equal(restored.normalize(batches[0]), norm.normalize(batches[0]))
+
+
 def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "flare_training", "ppo", "--out", str(out), "--init", str(tiny_checkpoint),
            "--num-envs", "2", "--rollout", "16", "--total-env-steps", str(2 * 16 * 40), "--eval-every", "1000000000",
-           "--eval-episodes", "1", "--final-eval-episodes", "0", "--critic-warmup-steps", "32"]  # fmt: skip
+           "--eval-episodes", "1", "--final-eval-episodes", "0", "--critic-warmup-steps", "32",
+           "--normalize-returns"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     metrics = out / "metrics.jsonl"
 
@@ -357,6 +382,7 @@ def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint)
     assert f"from update {done_before}" in resumed.stdout + resumed.stderr
     final = torch.load(out / "checkpoint.pt", weights_only=False)
     assert final["update"] == 40 and final["env_steps"] == 40 * 32
+    assert final["return_stats"]["count"] == 1 + 40 * 32  # every update's returns, the killed run's included
     updates = [json.loads(line)["update"] for line in metrics.read_text().splitlines()]
     assert updates[-(40 - done_before) :] == list(range(done_before + 1, 41))  # continued, not restarted
     assert updates.count(1) == 1

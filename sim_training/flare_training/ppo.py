@@ -60,6 +60,9 @@ class PPOConfig(RunConfig):
     value_coef: float = 0.5
     critic_warmup_steps: int = 200_000  # FLaRe: env steps of value-only updates before the policy moves; 0: none
     normalize_advantages: bool = False  # FLaRe: no; per-minibatch normalisation as CleanRL does
+    # FLaRe: no; the critic learns returns scaled by their running mean and spread, as Sample Factory's APPO
+    # does by default (`normalize_returns`, from rl_games)
+    normalize_returns: bool = False
     shared_critic: bool = False  # ablation: value head on the actor's network
     # the embedded CNN trains with the policy, end to end (for RL from scratch; slower: every update pass
     # encodes the frames again); FLaRe keeps the visual encoder frozen
@@ -234,6 +237,48 @@ def gae(rewards, values, dones, bootstrap, gamma, lam):
         last = delta + gamma * lam * live * last
         advantages[t] = last
     return advantages, advantages + values
+
+
+class ReturnNormalizer:
+    """The value targets' running mean and variance over every rollout so far (Sample Factory's
+    `RunningMeanStdInPlace`, from rl_games: counts start at 1, targets clipped at 5 spreads). The critic then
+    predicts returns in units of their spread, so a success reward of 10 does not let the value loss's gradients
+    crowd the policy's out of one clipped gradient norm; its outputs are mapped back before GAE. With DD-PPO the
+    moments are summed over ranks, so every rank keeps the same statistics."""
+
+    CLIP, EPS = 5.0, 1e-5
+
+    def __init__(self, ranks: distributed.Ranks | None = None) -> None:
+        self.ranks = ranks or distributed.Ranks()  # one process
+        self.mean, self.var, self.count = 0.0, 1.0, 1.0
+
+    def update(self, returns: torch.Tensor) -> None:
+        """Takes in a batch of returns (this rank's; the moments of every rank's batch together)."""
+        x = returns.double()
+        moments = (x.numel(), x.sum().item(), x.square().sum().item())
+        n, total, squares = (distributed.reduce_over_ranks(v, self.ranks) for v in moments)
+        batch_mean = total / n
+        batch_var = max(squares / n - batch_mean**2, 0.0)
+        delta, count = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / count
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / count) / count
+        self.count = count
+
+    @property
+    def std(self) -> float:
+        return (self.var + self.EPS) ** 0.5
+
+    def normalize(self, returns: torch.Tensor) -> torch.Tensor:
+        return ((returns - self.mean) / self.std).clamp(-self.CLIP, self.CLIP)
+
+    def denormalize(self, values: torch.Tensor) -> torch.Tensor:
+        return values.clamp(-self.CLIP, self.CLIP) * self.std + self.mean
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
 
 
 def ppo_losses(
@@ -543,12 +588,13 @@ class RolloutCollector:
 
 
 @torch.no_grad()
-def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=None,
-              frames: VisualFrames | None = None) -> tuple[dict, float]:  # fmt: skip
+def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=None, frames: VisualFrames | None = None,
+              returns_norm: ReturnNormalizer | None = None) -> tuple[dict, float]:  # fmt: skip
     """Whole-sequence rows, old log-probs and values under the current weights, GAE advantages and returns, on
     the model's device; also how far the rollout's cached log-probs are from the sequence pass (0 up to float
     error). With `frames` the rows keep the frames, for the update to encode; this pass reads the features the
-    rollout acted on."""
+    rollout acted on. With `returns_norm` the critic's outputs are normalised returns: mapped back for GAE, and
+    the returns it learns are normalised after their statistics take this rollout in."""
     device = next(model.parameters()).device
     steps = rollout.steps  # built into rows on the CPU, where the prefixes are; then moved once
     rows = build_sequences(rollout.prefix, {k: steps[k] for k in _STEP_KEYS}, steps["done"], rollout.last)
@@ -560,9 +606,14 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
     features = seq if acted is None else {**seq, "visual": acted.to(device)}
     logits, values = separate_step.sequence(model, features) if separate_step else model.sequence(features)
     values = _gather(values, index)  # [B, T+1]
+    if returns_norm is not None:
+        values = returns_norm.denormalize(values)
     old_logprob = action_logprob(_gather(logits, index[:, :-1]), roll["action"].T, mask)
     advantages, returns = gae(roll["reward"], values[:, :-1].T, roll["done"], values[:, -1], config.gamma,
                               config.gae_lambda)  # fmt: skip
+    if returns_norm is not None:
+        returns_norm.update(returns)
+        returns = returns_norm.normalize(returns)
     batch = {"seq": seq, "index": index, "action": roll["action"].T, "old_logprob": old_logprob,
              "advantages": advantages.T, "returns": returns.T}  # fmt: skip
     if "expert" in steps:  # the pursuit loss's labels: the expert's action where the goal's object is in view
@@ -687,8 +738,11 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     separate_step = SeparateNetworkStep() if side_by_side else None
     optimizer = adam(params, config.lr * config.lr_multiplier)
     update, env_steps, evals = 0, 0, []
+    returns_norm = ReturnNormalizer(ranks) if config.normalize_returns else None
     if resume:
         update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "ppo", config)
+        if returns_norm is not None:
+            returns_norm.load_state_dict(payload["return_stats"])
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
     elif ranks.main:
@@ -715,7 +769,8 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
         warmup = env_steps < config.critic_warmup_steps  # value-only updates while the critic catches up
         env_steps += global_batch
         torch.set_num_threads(1 if separate_step is not None else update_threads)  # the update's threads
-        batch, cache_vs_sequence = ppo_batch(model, rollout, config, mask, separate_step, collector.frames)
+        batch, cache_vs_sequence = ppo_batch(model, rollout, config, mask, separate_step, collector.frames,
+                                             returns_norm)  # fmt: skip
         update_start = time.perf_counter()
         stats = ppo_update(model, optimizer, params, batch, config, mask, warmup, separate_step, sync,
                            config.num_envs * ranks.world, collector.frames)  # fmt: skip
@@ -737,6 +792,7 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
             "ranks": ranks.world,
             "param_spread": spread,
             **{k: float(np.mean(v)) for k, v in stats.items()},
+            **({"return_mean": returns_norm.mean, "return_std": returns_norm.std} if returns_norm else {}),
             **{f"train_success/{f}": float(np.mean(r)) for f, r in recent.items() if r},
         }
         log.record(row)
@@ -746,6 +802,8 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
         bar.set_postfix(sps=f"{sps:.0f}", train_success=f"{mean_train:.0%}", kl=f"{row['approx_kl']:.4f}")
         bar.update()
         state = {"update": update, "env_steps": env_steps, "evals": evals, "config": asdict(config)}
+        if returns_norm is not None:
+            state["return_stats"] = returns_norm.state_dict()
         save_checkpoint(ckpt_path, model, adapter, kind="ppo", optimizer=optimizer.state_dict(),
                         torch_rng=torch.get_rng_state(), **state)  # fmt: skip
     bar.close()
