@@ -18,7 +18,7 @@ runs with `--sample-factory-python`; create that venv as `benchmarks/requirement
     .venv/bin/pip install -r benchmarks/requirements-peer.txt
     .venv/bin/python benchmarks/peer_ppo.py [--steps 8192] [--episodes 50] [--sample-factory-python .venv-sf/bin/python]
         [--visual-from runs/perception | --train-visual] [--epochs 4] [--minibatches 4]
-        [--max-grad-norm 0.5] [--normalize-returns] [--seed 0]
+        [--max-grad-norm 0.5] [--normalize-returns] [--no-visual-grad-prefix] [--seed 0]
 
 Prints `sps_ours=`, `sps_recurrentppo=`, `ratio_vs_recurrentppo=` (and `sps_sample_factory=`,
 `ratio_vs_sample_factory=`) last (env steps per second, training included), and each method's success on unseen
@@ -184,6 +184,10 @@ def main() -> None:
     parser.add_argument("--normalize-returns", action="store_true",
                         help="ours: the critic learns normalised returns (ppo --normalize-returns), as Sample "
                              "Factory's APPO does by default")  # fmt: skip
+    parser.add_argument("--no-visual-grad-prefix", dest="visual_grad_prefix", action="store_false",
+                        help="ours, with --train-visual: the encoder trains through each rollout's own frames, not "
+                             "through its episode's earlier ones (ppo --no-visual-grad-prefix; less to "
+                             "differentiate)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0,
                         help="every method's training seed (initialisation, training houses); the unseen houses "
                              "stay the same")  # fmt: skip
@@ -198,7 +202,8 @@ def main() -> None:
         sps["ours"], success["ours"] = run_ours(args.steps, args.episodes, tmp, args.visual_from, args.train_visual,
                                                 args.seed, epochs=args.epochs, minibatches=args.minibatches,
                                                 max_grad_norm=args.max_grad_norm,
-                                                normalize_returns=args.normalize_returns)  # fmt: skip
+                                                normalize_returns=args.normalize_returns,
+                                                visual_grad_prefix=args.visual_grad_prefix)  # fmt: skip
     if "recurrentppo" in args.peers:
         sps["recurrentppo"], success["recurrentppo"] = run_recurrent_ppo(args.steps, args.episodes, num_envs, args.seed)
     if "sample_factory" in args.peers and args.sample_factory_python:
@@ -210,7 +215,8 @@ def main() -> None:
     print(f"envs={num_envs} steps={args.steps} peers={','.join(n for n in sps if n != 'ours')} "
           f"ours_visual={args.visual_from or 'random_cnn'}{'_trained' if args.train_visual else ''} "
           f"ours_epochs={args.epochs} ours_minibatches={args.minibatches} ours_max_grad_norm={args.max_grad_norm} "
-          f"ours_normalize_returns={args.normalize_returns} seed={args.seed}")  # fmt: skip
+          f"ours_normalize_returns={args.normalize_returns} ours_visual_grad_prefix={args.visual_grad_prefix} "
+          f"seed={args.seed}")  # fmt: skip
     print(" ".join(f"success_{name}={np.mean(list(rates.values())):.3f}" for name, rates in success.items()))
     print(" ".join(f"sps_{name}={value:.0f}" for name, value in sps.items()) + " " +
           " ".join(f"ratio_vs_{name}={sps['ours'] / sps[name]:.1f}" for name in sps if name != "ours"))  # fmt: skip

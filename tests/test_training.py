@@ -308,6 +308,39 @@ def test_a_training_encoder_acts_as_it_is_now_and_the_update_reads_what_it_acted
         collector.close()
 
 
+def test_without_prefix_gradients_the_encoder_learns_through_the_rollouts_frames_only(tmp_path, tiny_checkpoint):
+    """--no-visual-grad-prefix: the same features, but the losses reach the encoder only through this rollout's
+    frames; through those, the same gradients as with the prefix trained."""
+    from flare_training.envs import get_simulator
+
+    model, adapter, _ = load_checkpoint(tiny_checkpoint)
+    model.visual.requires_grad_(True)
+    config = _tiny_ppo(tmp_path, tiny_checkpoint, updates=1)
+    sim = get_simulator(config.env, config.thor)
+    collector = RolloutCollector(model, adapter, sim, sim.train_families, 0, 2, 0, rollout=8, train_visual=True)
+    try:
+        collector.collect()
+        rollout = collector.collect()  # episodes carried over: prefixes
+    finally:
+        collector.close()
+    rows = build_sequences(rollout.prefix, {k: rollout.steps[k] for k in _STEP_KEYS}, rollout.steps["done"],
+                           rollout.last)  # fmt: skip
+    index, params = rows["index"], list(model.visual.parameters())
+    full = encoded(model, rows, collector.frames, index[:, -1])["visual"]
+    cut = encoded(model, rows, collector.frames, index[:, -1], grad_from=index[:, 0])["visual"]
+    assert torch.allclose(full, cut, atol=1e-6)
+    prefix = torch.arange(full.shape[1])[None] < index[:, :1]
+    assert prefix.any()
+    assert any(g.abs().max() > 0 for g in torch.autograd.grad(full[prefix].sum(), params, retain_graph=True))
+    through_prefix = torch.autograd.grad(cut[prefix].sum(), params, retain_graph=True, allow_unused=True)
+    assert all(g is None or not g.any() for g in through_prefix)
+    acted = torch.zeros_like(prefix)
+    acted[torch.arange(len(index))[:, None], index] = True
+    through_full = torch.autograd.grad(full[acted].square().sum(), params)
+    through_cut = torch.autograd.grad(cut[acted].square().sum(), params)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(through_full, through_cut, strict=True))
+
+
 @pytest.mark.parametrize("train_visual", [False, True], ids=["frozen", "trained"])
 def test_the_visual_encoder_trains_only_with_train_visual(tmp_path, tiny_checkpoint, train_visual):
     """Frozen by default (FLaRe); with --train-visual the losses train it, but not in the critic's warm-up (the

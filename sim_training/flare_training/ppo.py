@@ -67,6 +67,9 @@ class PPOConfig(RunConfig):
     # the embedded CNN trains with the policy, end to end (for RL from scratch; slower: every update pass
     # encodes the frames again); FLaRe keeps the visual encoder frozen
     train_visual: bool = False
+    # with --train-visual: the update's gradients reach the encoder through the episode's earlier frames (the
+    # prefix) as well as this rollout's; off: through this rollout's frames only (less to differentiate)
+    visual_grad_prefix: bool = True
     # Not FLaRe's recipe (0: off): on the steps whose view shows the goal's object, this x the cross-entropy to
     # the shortest-path expert's action joins the actor's loss, teaching the policy to go to a goal it sees
     # (gridhouse only: its expert and goal-cell labels; the expert costs env throughput)
@@ -173,18 +176,25 @@ def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_en
     return lanes, [int(share[0]) for share in shares]
 
 
-def encoded(model, batch: dict, frames: VisualFrames | None, last: torch.Tensor | None = None) -> dict:
+def encoded(model, batch: dict, frames: VisualFrames | None, last: torch.Tensor | None = None,
+            grad_from: torch.Tensor | None = None) -> dict:  # fmt: skip
     """`batch` with its "visual" frames encoded by the model's current encoder (`--train-visual`), or as it is
     (features of the frozen encoder, computed where the envs ran). For rows of sequences, `last` [B] is each
     row's last position that counts: the padding after it is not encoded and keeps zero features, as the frozen
-    encoder's padding does (no step attends to it)."""
+    encoder's padding does (no step attends to it); positions before `grad_from` [B] are encoded without
+    gradients (the same features; the losses then train the encoder through the later frames only)."""
     if frames is None:
         return batch
     if last is None:
         return {**batch, "visual": frames.encode(model.visual, batch["visual"])}
-    live = torch.arange(batch["visual"].shape[1], device=last.device)[None] <= last[:, None]
+    position = torch.arange(batch["visual"].shape[1], device=last.device)[None]
+    live = position <= last[:, None]
     features = torch.zeros(*live.shape, model.visual.out_dim, device=last.device)
-    features[live] = frames.encode(model.visual, batch["visual"][live])
+    trained = live if grad_from is None else live & (position >= grad_from[:, None])
+    if grad_from is not None:
+        with torch.no_grad():
+            features[live & ~trained] = frames.encode(model.visual, batch["visual"][live & ~trained])
+    features[trained] = frames.encode(model.visual, batch["visual"][trained])
     return {**batch, "visual": features}
 
 
@@ -652,10 +662,9 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
             width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
             mb = {k: v[rows, :width] for k, v in seq.items()}
             if frames is not None:
-                # Prefixes with gradients too (the features the policy remembers are trained); encoding them
-                # without was ~20 % faster and ended at 3 % on ObjectNav against 14 % in one run at 524k steps.
+                prefix_end = None if config.visual_grad_prefix else batch["index"][rows, 0]
                 with torch.set_grad_enabled(not warmup):  # warm-up: the encoder, which the actor reads, stays put
-                    mb = encoded(model, mb, frames, batch["index"][rows, -1])
+                    mb = encoded(model, mb, frames, batch["index"][rows, -1], prefix_end)
             args = tuple(batch[k][rows] for k in ("index", "action", "old_logprob", "advantages", "returns"))
             guide = tuple(g[rows] for g in batch["guide"]) if "guide" in batch else None
             optimizer.zero_grad()
