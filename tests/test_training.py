@@ -308,9 +308,10 @@ def test_a_training_encoder_acts_as_it_is_now_and_the_update_reads_what_it_acted
         collector.close()
 
 
-def test_without_prefix_gradients_the_encoder_learns_through_the_rollouts_frames_only(tmp_path, tiny_checkpoint):
-    """--no-visual-grad-prefix: the same features, but the losses reach the encoder only through this rollout's
-    frames; through those, the same gradients as with the prefix trained."""
+def test_without_prefix_gradients_the_prefix_keeps_the_acted_features(tmp_path, tiny_checkpoint):
+    """--no-visual-grad-prefix: the prefix keeps the features the rollout acted on (the encoder as it was then),
+    the rollout's own frames are encoded by the encoder as it is now, and the losses reach the encoder through
+    those alone, with the same gradients as when the prefix is encoded again."""
     from flare_training.envs import get_simulator
 
     model, adapter, _ = load_checkpoint(tiny_checkpoint)
@@ -326,18 +327,21 @@ def test_without_prefix_gradients_the_encoder_learns_through_the_rollouts_frames
     rows = build_sequences(rollout.prefix, {k: rollout.steps[k] for k in _STEP_KEYS}, rollout.steps["done"],
                            rollout.last)  # fmt: skip
     index, params = rows["index"], list(model.visual.parameters())
-    full = encoded(model, rows, collector.frames, index[:, -1])["visual"]
-    cut = encoded(model, rows, collector.frames, index[:, -1], grad_from=index[:, 0])["visual"]
-    assert torch.allclose(full, cut, atol=1e-6)
-    prefix = torch.arange(full.shape[1])[None] < index[:, :1]
+    acted = acted_features(rollout, index, rows["visual"].shape[1])
+    prefix = torch.arange(acted.shape[1])[None] < index[:, :1]
     assert prefix.any()
+    with torch.no_grad():  # an update moves the encoder
+        for p in params:
+            p.add_(0.05 * torch.randn_like(p))
+    full = encoded(model, rows, collector.frames, index[:, -1])["visual"]
+    cut = encoded(model, rows, collector.frames, index[:, -1], kept=(acted, index[:, 0]))["visual"]
+    assert torch.equal(cut[prefix], acted[prefix]) and not torch.allclose(full[prefix], acted[prefix], atol=1e-3)
+    assert torch.allclose(cut[~prefix], full[~prefix], atol=1e-6)
     assert any(g.abs().max() > 0 for g in torch.autograd.grad(full[prefix].sum(), params, retain_graph=True))
     through_prefix = torch.autograd.grad(cut[prefix].sum(), params, retain_graph=True, allow_unused=True)
     assert all(g is None or not g.any() for g in through_prefix)
-    acted = torch.zeros_like(prefix)
-    acted[torch.arange(len(index))[:, None], index] = True
-    through_full = torch.autograd.grad(full[acted].square().sum(), params)
-    through_cut = torch.autograd.grad(cut[acted].square().sum(), params)
+    through_full = torch.autograd.grad(full[~prefix].square().sum(), params)
+    through_cut = torch.autograd.grad(cut[~prefix].square().sum(), params)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(through_full, through_cut, strict=True))
 
 

@@ -67,8 +67,9 @@ class PPOConfig(RunConfig):
     # the embedded CNN trains with the policy, end to end (for RL from scratch; slower: every update pass
     # encodes the frames again); FLaRe keeps the visual encoder frozen
     train_visual: bool = False
-    # with --train-visual: the update's gradients reach the encoder through the episode's earlier frames (the
-    # prefix) as well as this rollout's; off: through this rollout's frames only (less to differentiate)
+    # with --train-visual: each update pass encodes the episode's earlier frames (the prefix) again, and the
+    # gradients train the encoder through them too; off: the prefix keeps the features the rollout acted on (as
+    # Sample Factory keeps the recurrent state it acted with), only this rollout's frames are encoded: faster
     visual_grad_prefix: bool = True
     # Not FLaRe's recipe (0: off): on the steps whose view shows the goal's object, this x the cross-entropy to
     # the shortest-path expert's action joins the actor's loss, teaching the policy to go to a goal it sees
@@ -177,24 +178,24 @@ def make_lanes(model, adapter, sim: Simulator, families: tuple[str, ...], num_en
 
 
 def encoded(model, batch: dict, frames: VisualFrames | None, last: torch.Tensor | None = None,
-            grad_from: torch.Tensor | None = None) -> dict:  # fmt: skip
+            kept: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:  # fmt: skip
     """`batch` with its "visual" frames encoded by the model's current encoder (`--train-visual`), or as it is
     (features of the frozen encoder, computed where the envs ran). For rows of sequences, `last` [B] is each
     row's last position that counts: the padding after it is not encoded and keeps zero features, as the frozen
-    encoder's padding does (no step attends to it); positions before `grad_from` [B] are encoded without
-    gradients (the same features; the losses then train the encoder through the later frames only)."""
+    encoder's padding does (no step attends to it). `kept` = (features [B, L, D], end [B]): positions before
+    `end` take those features as they are (no encoding, no gradients)."""
     if frames is None:
         return batch
     if last is None:
         return {**batch, "visual": frames.encode(model.visual, batch["visual"])}
     position = torch.arange(batch["visual"].shape[1], device=last.device)[None]
     live = position <= last[:, None]
-    features = torch.zeros(*live.shape, model.visual.out_dim, device=last.device)
-    trained = live if grad_from is None else live & (position >= grad_from[:, None])
-    if grad_from is not None:
-        with torch.no_grad():
-            features[live & ~trained] = frames.encode(model.visual, batch["visual"][live & ~trained])
-    features[trained] = frames.encode(model.visual, batch["visual"][trained])
+    if kept is None:
+        features, fresh = torch.zeros(*live.shape, model.visual.out_dim, device=last.device), live
+    else:
+        fresh = live & (position >= kept[1][:, None])
+        features = kept[0].masked_fill(fresh[..., None], 0.0)
+    features[fresh] = frames.encode(model.visual, batch["visual"][fresh])
     return {**batch, "visual": features}
 
 
@@ -626,6 +627,8 @@ def ppo_batch(model, rollout: Rollout, config: PPOConfig, mask, separate_step=No
         returns = returns_norm.normalize(returns)
     batch = {"seq": seq, "index": index, "action": roll["action"].T, "old_logprob": old_logprob,
              "advantages": advantages.T, "returns": returns.T}  # fmt: skip
+    if acted is not None and not config.visual_grad_prefix:  # the prefixes' features, as the rollout acted on them
+        batch["acted"] = features["visual"]
     if "expert" in steps:  # the pursuit loss's labels: the expert's action where the goal's object is in view
         batch["guide"] = (steps["expert"].T.to(device), steps["goal_in_view"].T.to(device))
     return batch, (old_logprob - roll["logprob"].T).abs().max().item()
@@ -662,9 +665,9 @@ def ppo_update(model, optimizer, params, batch: dict, config: PPOConfig, mask, w
             width = int(index[rows, -1].max()) + 1  # this minibatch's longest row; the rest is padding
             mb = {k: v[rows, :width] for k, v in seq.items()}
             if frames is not None:
-                prefix_end = None if config.visual_grad_prefix else batch["index"][rows, 0]
+                kept = None if config.visual_grad_prefix else (batch["acted"][rows, :width], batch["index"][rows, 0])
                 with torch.set_grad_enabled(not warmup):  # warm-up: the encoder, which the actor reads, stays put
-                    mb = encoded(model, mb, frames, batch["index"][rows, -1], prefix_end)
+                    mb = encoded(model, mb, frames, batch["index"][rows, -1], kept)
             args = tuple(batch[k][rows] for k in ("index", "action", "old_logprob", "advantages", "returns"))
             guide = tuple(g[rows] for g in batch["guide"]) if "guide" in batch else None
             optimizer.zero_grad()
