@@ -185,9 +185,9 @@ def main() -> None:
                         help="ours: the critic learns normalised returns (ppo --normalize-returns), as Sample "
                              "Factory's APPO does by default")  # fmt: skip
     parser.add_argument("--no-visual-grad-prefix", dest="visual_grad_prefix", action="store_false",
-                        help="ours, with --train-visual: the encoder trains through each rollout's own frames, not "
-                             "through its episode's earlier ones (ppo --no-visual-grad-prefix; less to "
-                             "differentiate)")  # fmt: skip
+                        help="ours, with --train-visual: episode prefixes keep the features the rollout acted on; "
+                             "only each rollout's own frames are encoded again and trained through (ppo "
+                             "--no-visual-grad-prefix; faster)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0,
                         help="every method's training seed (initialisation, training houses); the unseen houses "
                              "stay the same")  # fmt: skip
