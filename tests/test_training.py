@@ -425,6 +425,23 @@ def test_resume_after_kill_continues_where_it_stopped(tmp_path, tiny_checkpoint)
     assert updates.count(1) == 1
 
 
+def test_a_resumed_run_was_trained_with_the_defaults_of_settings_its_checkpoint_does_not_name():
+    """A checkpoint written before an option existed names no value for it: resuming with the default goes on,
+    resuming with another value is refused (the run trained as the default does)."""
+    from dataclasses import asdict
+
+    from flare_training.checkpoint import check_resume
+
+    config = PPOConfig(out="run")
+    saved = {k: v for k, v in asdict(config).items() if k not in ("visual_grad_prefix", "normalize_returns")}
+    check_resume(saved, config)
+    with pytest.raises(ValueError, match="trained with --visual-grad-prefix True; resume it with the same"):
+        check_resume(saved, replace(config, visual_grad_prefix=False))
+    with pytest.raises(ValueError, match="trained with --normalize-returns False"):
+        check_resume(saved, replace(config, normalize_returns=True))
+    check_resume({**saved, "normalize_returns": True}, replace(config, normalize_returns=True))
+
+
 def test_cli_help_explains_each_hyper_parameter_from_its_config(capsys):
     """--help carries each config field's own comment, so a hyper-parameter is explained where it is defined."""
     from flare_training.cli import main

@@ -6,7 +6,7 @@ Writes are atomic (temporary file, then rename), so a run killed mid-save keeps 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +144,25 @@ RESUMABLE = {"out", "init", "visual_from", "total_env_steps", "eval_every", "eva
 
 def check_resume(saved: dict | None, config, resumable: set[str] = RESUMABLE) -> None:
     """A resumed run keeps its algorithm: a setting given differently from the one it was trained with (which
-    the checkpoint keeps) is refused, naming the flags, instead of silently mixing two runs in one."""
+    the checkpoint keeps) is refused, naming the flags, instead of silently mixing two runs in one. A setting
+    the checkpoint does not name (a run written before the option existed) was trained with its default: a new
+    option's default keeps what the code did before it."""
     if not saved:
         return
     given = asdict(config)
-    differ = [k for k in given if k not in resumable and k in saved and _plain(saved[k]) != _plain(given[k])]
+    trained = {**_defaults(config), **saved}
+    differ = [k for k in given if k not in resumable and k in trained and _plain(trained[k]) != _plain(given[k])]
     if differ:
-        flags = " ".join(f"--{k.replace('_', '-')} {_plain(saved[k])}" for k in differ)
+        flags = " ".join(f"--{k.replace('_', '-')} {_plain(trained[k])}" for k in differ)
         raise ValueError(
             f"{config.out} was trained with {flags}; resume it with the same settings, or give a new --out"
         )
+
+
+def _defaults(config) -> dict[str, Any]:
+    """The config class's default for each of its settings."""
+    return {f.name: f.default if f.default is not MISSING else f.default_factory()
+            for f in fields(config) if f.default is not MISSING or f.default_factory is not MISSING}  # fmt: skip
 
 
 def _plain(value):

@@ -753,10 +753,7 @@ def _train(config: PPOConfig, ranks: distributed.Ranks) -> Path:
     returns_norm = ReturnNormalizer(ranks) if config.normalize_returns else None
     if resume:
         update, env_steps, evals = restore_training(ckpt_path, payload, optimizer, "ppo", config)
-        if returns_norm is not None:
-            if "return_stats" not in payload:
-                raise ValueError(f"{ckpt_path}: this run's critic learned unnormalised returns; resume it without "
-                                 "--normalize-returns")  # fmt: skip
+        if returns_norm is not None:  # a run trained without them is refused above (`check_resume`)
             returns_norm.load_state_dict(payload["return_stats"])
         if ranks.main:
             print(f"resuming {out} from update {update} ({env_steps:,} env steps)")
