@@ -93,13 +93,14 @@ def broadcast_parameters(module: torch.nn.Module, ranks: Ranks) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def reduce_over_ranks(value: float, ranks: Ranks, op: str = "sum") -> float:
-    """`value` summed over ranks, or their "max"."""
+def reduce_over_ranks(value: float | tuple[float, ...], ranks: Ranks, op: str = "sum") -> float | tuple[float, ...]:
+    """`value` (a number, or a tuple of them: one all-reduce for all) summed over ranks, or their "max"."""
     if not ranks.distributed:
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64, device=ranks.device)  # nccl reduces GPU tensors only
+    values = value if isinstance(value, tuple) else (value,)
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=ranks.device)  # nccl: GPU tensors
     dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
-    return float(t.item())
+    return tuple(t.tolist()) if isinstance(value, tuple) else float(t.item())
 
 
 class GradientSync:

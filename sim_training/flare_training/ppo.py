@@ -267,7 +267,7 @@ class ReturnNormalizer:
         """Takes in a batch of returns (this rank's; the moments of every rank's batch together)."""
         x = returns.double()
         moments = (x.numel(), x.sum().item(), x.square().sum().item())
-        n, total, squares = (distributed.reduce_over_ranks(v, self.ranks) for v in moments)
+        n, total, squares = distributed.reduce_over_ranks(moments, self.ranks)
         batch_mean = total / n
         batch_var = max(squares / n - batch_mean**2, 0.0)
         delta, count = batch_mean - self.mean, self.count + n
