@@ -254,7 +254,8 @@ class ReturnNormalizer:
     """The value targets' running mean and variance over every rollout so far (Sample Factory's
     `RunningMeanStdInPlace`, from rl_games: counts start at 1, targets clipped at 5 spreads). The critic then
     predicts returns in units of their spread, so a success reward of 10 does not let the value loss's gradients
-    crowd the policy's out of one clipped gradient norm; its outputs are mapped back before GAE. With DD-PPO the
+    crowd the policy's out of one clipped gradient norm, nor a sparse reward of 1 leave them too small to train
+    an encoder the critic shares (`--train-visual`); its outputs are mapped back before GAE. With DD-PPO the
     moments are summed over ranks, so every rank keeps the same statistics."""
 
     CLIP, EPS = 5.0, 1e-5
