@@ -6,7 +6,7 @@ Writes are atomic (temporary file, then rename), so a run killed mid-save keeps 
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +153,28 @@ def check_resume(saved: dict | None, config, resumable: set[str] = RESUMABLE) ->
     trained = {**_defaults(config), **saved}
     differ = [k for k in given if k not in resumable and k in trained and _plain(trained[k]) != _plain(given[k])]
     if differ:
-        flags = " ".join(f"--{k.replace('_', '-')} {_plain(trained[k])}" for k in differ)
+        flags = " ".join(_flag(k, _plain(trained[k])) for k in differ)
         raise ValueError(
             f"{config.out} was trained with {flags}; resume it with the same settings, or give a new --out"
         )
 
 
 def _defaults(config) -> dict[str, Any]:
-    """The config class's default for each of its settings."""
-    return {f.name: f.default if f.default is not MISSING else f.default_factory()
-            for f in fields(config) if f.default is not MISSING or f.default_factory is not MISSING}  # fmt: skip
+    """The config class's default for each of its settings, as `asdict` writes them (nested configs as dicts)."""
+    out = {}
+    for f in fields(config):
+        if f.default is not MISSING or f.default_factory is not MISSING:
+            value = f.default if f.default is not MISSING else f.default_factory()
+            out[f.name] = asdict(value) if is_dataclass(value) else value
+    return out
+
+
+def _flag(name: str, value) -> str:
+    """The command-line flag that gives `name` this value (booleans are `--x` / `--no-x`)."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
 
 
 def _plain(value):
